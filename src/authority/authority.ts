@@ -1,0 +1,638 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import { Problem, problem } from '../errors.js';
+import type { AuditFilter, AuditRow, Store } from '../store/store.js';
+import type { ActorTable, RoleTable, TokenTable } from '../store/schema.js';
+import { mintToken } from '../token/format.js';
+import { ACTOR_NAME, BUILTIN_ROLES, BUILTIN_SCOPES, PERMISSIONS, ROLE_NAME, SCOPE_NAME, SERVICE_PREFIX } from './catalogue.js';
+import { AuthorityEvents } from './events.js';
+
+/** Who is asking, established by the verifier from a bearer token (or `system` for the controller). */
+export interface Principal {
+  actorId: string;
+  actorName: string;
+  tokenId: string | null;
+  scopes: readonly string[];
+  ip?: string | null;
+  requestId?: string | null;
+}
+
+export const SYSTEM_PRINCIPAL: Principal = {
+  actorId: 'system',
+  actorName: 'system',
+  tokenId: null,
+  scopes: Object.keys(BUILTIN_SCOPES),
+};
+
+export interface TokenPolicy {
+  maxLifetimeMs: number;
+  defaultLifetimeMs: number;
+}
+
+export type TokenState = 'active' | 'expired' | 'revoked';
+
+export interface TokenView {
+  id: string;
+  name: string;
+  actor: string;
+  actorId: string;
+  scopes: string[];
+  state: TokenState;
+  createdAt: string;
+  createdBy: string | null;
+  expiresAt: string;
+  revokedAt: string | null;
+  revokedBy: string | null;
+  revokeReason: string | null;
+  replaces: string | null;
+  bindingId: string | null;
+  lastUsed: { at: string; ip: string | null; userAgent: string | null } | null;
+}
+
+export interface ActorView {
+  id: string;
+  name: string;
+  kind: 'user' | 'service';
+  description: string;
+  roles: string[];
+  scopes: string[];
+  effectiveScopes: string[];
+  disabled: boolean;
+  createdAt: string;
+}
+
+export interface RoleView {
+  name: string;
+  description: string;
+  scopes: string[];
+  builtin: boolean;
+}
+
+export interface AuditView {
+  seq: number;
+  at: string;
+  actor: string | null;
+  tokenId: string | null;
+  action: string;
+  targetType: string;
+  targetId: string | null;
+  detail: Record<string, unknown>;
+  sourceIp: string | null;
+  requestId: string | null;
+}
+
+export interface CreateTokenInput {
+  actor?: string;
+  name: string;
+  scopes: string[];
+  /** Lifetime in milliseconds from now; or an absolute expiry. Neither: the policy default. */
+  lifetimeMs?: number;
+  expiresAt?: number;
+  bindingId?: string | null;
+}
+
+export interface CreatedToken {
+  token: TokenView;
+  /** The bearer string, returned exactly once. */
+  plaintext: string;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+const parseList = (json: string): string[] => JSON.parse(json) as string[];
+
+export class Authority {
+  readonly events = new AuthorityEvents();
+
+  constructor(
+    readonly store: Store,
+    readonly clock: Clock,
+    readonly policy: TokenPolicy,
+  ) {}
+
+  // ---- set-up ----
+
+  /** Built-in scopes and roles are (re)declared on every start so upgrades add new ones. */
+  async ensureBuiltins(): Promise<void> {
+    const now = this.clock.now();
+    await this.store.transaction(async (s) => {
+      for (const [name, description] of Object.entries(BUILTIN_SCOPES)) {
+        await s.upsertScope({ name, description, builtin: 1, created_at: now });
+      }
+      for (const [name, role] of Object.entries(BUILTIN_ROLES)) {
+        await s.upsertRole({ name, description: role.description, scopes: JSON.stringify(role.scopes), builtin: 1, created_at: now });
+      }
+    });
+  }
+
+  /**
+   * First start only: creates the `admin` user with the admin role and returns its first token.
+   * Later starts return null, so the credential is printed exactly once.
+   */
+  async bootstrap(): Promise<CreatedToken | null> {
+    await this.ensureBuiltins();
+    return this.store.transaction(async (s) => {
+      if ((await s.getSetting('bootstrapped_at')) !== undefined) return null;
+      const now = this.clock.now();
+      const actor: ActorTable = {
+        id: randomUUID(),
+        name: 'admin',
+        kind: 'user',
+        description: 'First administrator, created at first start',
+        scopes: '[]',
+        disabled: 0,
+        created_at: now,
+        created_by: null,
+      };
+      await s.insertActor(actor);
+      await s.setActorRoles(actor.id, ['admin']);
+      await s.putSetting('bootstrapped_at', String(now));
+      const created = await this.insertToken(s, SYSTEM_PRINCIPAL, actor, {
+        name: 'bootstrap',
+        scopes: BUILTIN_ROLES.admin.scopes,
+        lifetimeMs: this.policy.maxLifetimeMs,
+      });
+      await this.audit(s, SYSTEM_PRINCIPAL, 'system.bootstrap', 'actor', actor.name, { tokenId: created.token.id });
+      return created;
+    });
+  }
+
+  // ---- actors ----
+
+  async createActor(
+    p: Principal,
+    input: { name: string; kind: 'user' | 'service'; description?: string; roles?: string[]; scopes?: string[] },
+  ): Promise<ActorView> {
+    this.require(p, PERMISSIONS.actorManage);
+    validateActorName(input.name, input.kind);
+    return this.store.transaction(async (s) => {
+      if (await s.findActorByName(input.name)) throw problem.conflict(`an identity named "${input.name}" already exists`, 'name');
+      await this.checkRolesExist(s, input.roles ?? []);
+      await this.checkScopesExist(s, input.scopes ?? [], 'scopes');
+      const row: ActorTable = {
+        id: randomUUID(),
+        name: input.name,
+        kind: input.kind,
+        description: input.description ?? '',
+        scopes: JSON.stringify(uniqueSorted(input.scopes ?? [])),
+        disabled: 0,
+        created_at: this.clock.now(),
+        created_by: p.actorId,
+      };
+      await s.insertActor(row);
+      await s.setActorRoles(row.id, uniqueSorted(input.roles ?? []));
+      await this.audit(s, p, 'actor.create', 'actor', row.name, { kind: row.kind, roles: input.roles ?? [], scopes: input.scopes ?? [] });
+      return this.actorView(s, row);
+    });
+  }
+
+  async updateActor(
+    p: Principal,
+    name: string,
+    patch: { description?: string; roles?: string[]; scopes?: string[]; disabled?: boolean },
+  ): Promise<ActorView> {
+    this.require(p, PERMISSIONS.actorManage);
+    const view = await this.store.transaction(async (s) => {
+      const actor = await this.actorByName(s, name);
+      if (patch.roles) {
+        await this.checkRolesExist(s, patch.roles);
+        await s.setActorRoles(actor.id, uniqueSorted(patch.roles));
+      }
+      if (patch.scopes) await this.checkScopesExist(s, patch.scopes, 'scopes');
+      await s.updateActor(actor.id, {
+        ...(patch.description !== undefined ? { description: patch.description } : {}),
+        ...(patch.scopes ? { scopes: JSON.stringify(uniqueSorted(patch.scopes)) } : {}),
+        ...(patch.disabled !== undefined ? { disabled: patch.disabled ? 1 : 0 } : {}),
+      });
+      await this.audit(s, p, 'actor.update', 'actor', name, patch);
+      return this.actorView(s, (await s.findActorById(actor.id))!);
+    });
+    this.events.emit('actor-changed', view.id);
+    return view;
+  }
+
+  /** Removing an identity revokes every token it holds first: no live token is left behind. */
+  async deleteActor(p: Principal, name: string): Promise<{ revoked: string[] }> {
+    this.require(p, PERMISSIONS.actorManage);
+    if (name === p.actorName) throw problem.invalid('name', 'you cannot delete the identity you are signed in as');
+    const result = await this.store.transaction(async (s) => {
+      const actor = await this.actorByName(s, name);
+      const revoked = await s.revokeTokensOfActor(actor.id, this.clock.now(), p.actorName, 'identity deleted');
+      await s.updateActor(actor.id, { disabled: 1 });
+      await this.audit(s, p, 'actor.delete', 'actor', name, { revokedTokens: revoked });
+      return { actorId: actor.id, revoked };
+    });
+    for (const id of result.revoked) this.events.emit('token-revoked', id);
+    this.events.emit('actor-changed', result.actorId);
+    return { revoked: result.revoked };
+  }
+
+  async listActors(p: Principal): Promise<ActorView[]> {
+    this.requireAny(p, [PERMISSIONS.actorManage, PERMISSIONS.adminToken, PERMISSIONS.auditRead]);
+    const [actors, assignments, roles] = await Promise.all([
+      this.store.listActors(),
+      this.store.roleAssignments(),
+      this.store.listRoles(),
+    ]);
+    const roleScopes = new Map(roles.map((r) => [r.name, parseList(r.scopes)]));
+    return actors.map((a) => {
+      const actorRoles = assignments.get(a.id) ?? [];
+      const effective = new Set(parseList(a.scopes));
+      for (const r of actorRoles) for (const sc of roleScopes.get(r) ?? []) effective.add(sc);
+      return toActorView(a, actorRoles, [...effective].sort());
+    });
+  }
+
+  async getActor(p: Principal, name: string): Promise<ActorView> {
+    if (name !== p.actorName) this.requireAny(p, [PERMISSIONS.actorManage, PERMISSIONS.adminToken, PERMISSIONS.auditRead]);
+    const actor = await this.actorByName(this.store, name);
+    return this.actorView(this.store, actor);
+  }
+
+  // ---- roles and scopes ----
+
+  async createRole(p: Principal, input: { name: string; description?: string; scopes: string[] }): Promise<RoleView> {
+    this.require(p, PERMISSIONS.roleManage);
+    if (!ROLE_NAME.test(input.name)) {
+      throw problem.invalid('name', `role name "${input.name}" is not allowed: use lowercase letters, digits, ".", "_" or "-" (at most 64)`);
+    }
+    return this.store.transaction(async (s) => {
+      if (await s.findRole(input.name)) throw problem.conflict(`a role named "${input.name}" already exists`, 'name');
+      await this.checkScopesExist(s, input.scopes, 'scopes');
+      const row: RoleTable = {
+        name: input.name,
+        description: input.description ?? '',
+        scopes: JSON.stringify(uniqueSorted(input.scopes)),
+        builtin: 0,
+        created_at: this.clock.now(),
+      };
+      await s.insertRole(row);
+      await this.audit(s, p, 'role.create', 'role', row.name, { scopes: input.scopes });
+      return toRoleView(row);
+    });
+  }
+
+  async updateRole(p: Principal, name: string, patch: { description?: string; scopes?: string[] }): Promise<RoleView> {
+    this.require(p, PERMISSIONS.roleManage);
+    const view = await this.store.transaction(async (s) => {
+      const role = await s.findRole(name);
+      if (!role) throw problem.notFound('role', name);
+      if (role.builtin) throw problem.invalid('name', `"${name}" is a built-in role and cannot be changed; create your own role instead`);
+      if (patch.scopes) await this.checkScopesExist(s, patch.scopes, 'scopes');
+      const row = {
+        ...role,
+        ...(patch.description !== undefined ? { description: patch.description } : {}),
+        ...(patch.scopes ? { scopes: JSON.stringify(uniqueSorted(patch.scopes)) } : {}),
+      };
+      await s.upsertRole(row);
+      await this.audit(s, p, 'role.update', 'role', name, patch);
+      return toRoleView(row);
+    });
+    this.events.emit('actor-changed', '*');
+    return view;
+  }
+
+  async deleteRole(p: Principal, name: string): Promise<void> {
+    this.require(p, PERMISSIONS.roleManage);
+    await this.store.transaction(async (s) => {
+      const role = await s.findRole(name);
+      if (!role) throw problem.notFound('role', name);
+      if (role.builtin) throw problem.invalid('name', `"${name}" is a built-in role and cannot be deleted`);
+      await s.deleteRole(name);
+      await this.audit(s, p, 'role.delete', 'role', name, {});
+    });
+    this.events.emit('actor-changed', '*');
+  }
+
+  async listRoles(): Promise<RoleView[]> {
+    return (await this.store.listRoles()).map(toRoleView);
+  }
+
+  async createScope(p: Principal, input: { name: string; description?: string }): Promise<{ name: string; description: string; builtin: boolean }> {
+    this.require(p, PERMISSIONS.roleManage);
+    if (!SCOPE_NAME.test(input.name)) {
+      throw problem.invalid('name', `scope name "${input.name}" is not allowed: letters, digits and . _ : - / only, at most 128`);
+    }
+    return this.store.transaction(async (s) => {
+      if ((await s.listScopes()).some((x) => x.name === input.name)) throw problem.conflict(`scope "${input.name}" already exists`, 'name');
+      await s.insertScope({ name: input.name, description: input.description ?? '', builtin: 0, created_at: this.clock.now() });
+      await this.audit(s, p, 'scope.create', 'scope', input.name, {});
+      return { name: input.name, description: input.description ?? '', builtin: false };
+    });
+  }
+
+  async listScopes(): Promise<{ name: string; description: string; builtin: boolean }[]> {
+    return (await this.store.listScopes()).map((x) => ({ name: x.name, description: x.description, builtin: !!x.builtin }));
+  }
+
+  // ---- tokens ----
+
+  async createToken(p: Principal, input: CreateTokenInput): Promise<CreatedToken> {
+    const targetName = input.actor ?? p.actorName;
+    return this.store.transaction(async (s) => {
+      const actor = await this.actorByName(s, targetName, 'actor');
+      if (actor.id !== p.actorId) this.require(p, PERMISSIONS.adminToken, `to create a token for "${targetName}"`);
+      const created = await this.insertToken(s, p, actor, input);
+      await this.audit(s, p, 'token.create', 'token', created.token.id, {
+        name: created.token.name,
+        actor: targetName,
+        scopes: created.token.scopes,
+        expiresAt: created.token.expiresAt,
+        ...(input.bindingId ? { bindingId: input.bindingId } : {}),
+      });
+      return created;
+    });
+  }
+
+  /**
+   * Mints a successor with the same identity, name and scopes. The old token stays valid for
+   * `graceMs` (its expiry is brought forward), or is revoked at once when graceMs is 0.
+   */
+  async replaceToken(p: Principal, id: string, options: { graceMs?: number; lifetimeMs?: number } = {}): Promise<CreatedToken> {
+    const result = await this.store.transaction(async (s) => {
+      const old = await this.tokenRow(s, p, id, 'replace');
+      if (old.revoked_at !== null) throw problem.conflict(`token ${id} is revoked; create a new token instead`);
+      const actor = (await s.findActorById(old.actor_id))!;
+      const created = await this.insertToken(s, p, actor, {
+        name: old.name,
+        scopes: parseList(old.scopes),
+        lifetimeMs: options.lifetimeMs ?? old.expires_at - old.created_at,
+        bindingId: old.binding_id,
+        replaces: old.id,
+      } as CreateTokenInput & { replaces: string });
+      const grace = options.graceMs ?? 0;
+      if (grace <= 0) {
+        await s.revokeToken(old.id, this.clock.now(), p.actorName, `replaced by ${created.token.id}`);
+      } else {
+        await s.shortenExpiry(old.id, this.clock.now() + grace);
+      }
+      await this.audit(s, p, 'token.replace', 'token', old.id, { successor: created.token.id, graceMs: grace });
+      return { created, oldId: old.id };
+    });
+    // Revoked or its expiry brought forward: either way cached verifications must be re-read.
+    this.events.emit('token-revoked', result.oldId);
+    return result.created;
+  }
+
+  async revokeToken(p: Principal, id: string, reason?: string): Promise<TokenView> {
+    const view = await this.store.transaction(async (s) => {
+      const row = await this.tokenRow(s, p, id, 'revoke');
+      if (row.revoked_at === null) {
+        await s.revokeToken(id, this.clock.now(), p.actorName, reason ?? null);
+        await this.audit(s, p, 'token.revoke', 'token', id, { name: row.name, ...(reason ? { reason } : {}) });
+      }
+      return this.tokenView(s, (await s.findToken(id))!);
+    });
+    this.events.emit('token-revoked', id);
+    return view;
+  }
+
+  async getToken(p: Principal, id: string): Promise<TokenView> {
+    const row = await this.tokenRow(this.store, p, id, 'read');
+    return this.tokenView(this.store, row);
+  }
+
+  async listTokens(
+    p: Principal,
+    filter: { actor?: string; state?: TokenState; search?: string; bindingId?: string; limit?: number } = {},
+  ): Promise<TokenView[]> {
+    let actorId: string | undefined;
+    if (filter.actor) actorId = (await this.actorByName(this.store, filter.actor, 'actor')).id;
+    if (!this.holds(p, PERMISSIONS.adminToken) && !this.holds(p, PERMISSIONS.auditRead)) {
+      if (actorId && actorId !== p.actorId) this.require(p, PERMISSIONS.adminToken, "to list another identity's tokens");
+      actorId = p.actorId;
+    }
+    const rows = await this.store.listTokens({ ...filter, actorId, now: this.clock.now() });
+    const names = new Map((await this.store.listActors()).map((a) => [a.id, a.name]));
+    return rows.map((r) => toTokenView(r, names.get(r.actor_id) ?? r.actor_id, this.clock.now()));
+  }
+
+  /** Tokens not used for `days` (never-used tokens count from their creation): seed 004's "last synced at". */
+  async unusedTokens(p: Principal, days: number): Promise<TokenView[]> {
+    const cutoff = this.clock.now() - days * 86_400_000;
+    const live = await this.listTokens(p, { state: 'active' });
+    return live.filter((t) => Date.parse(t.lastUsed?.at ?? t.createdAt) < cutoff);
+  }
+
+  // ---- audit ----
+
+  async listAudit(p: Principal, filter: AuditFilter): Promise<AuditView[]> {
+    this.require(p, PERMISSIONS.auditRead);
+    return (await this.store.listAudit(filter)).map(toAuditView);
+  }
+
+  /** For events that are not a change made through this service (a sign-in, a controller step). */
+  async record(p: Principal, action: string, targetType: string, targetId: string | null, detail: Record<string, unknown>): Promise<void> {
+    await this.audit(this.store, p, action, targetType, targetId, detail);
+  }
+
+  // ---- rules ----
+
+  holds(p: Principal, scope: string): boolean {
+    return p.scopes.includes(scope);
+  }
+
+  require(p: Principal, scope: string, why = 'for this operation'): void {
+    if (!this.holds(p, scope)) throw problem.forbidden(`the scope "${scope}" is needed ${why}; your token does not hold it`);
+  }
+
+  requireAny(p: Principal, scopes: string[]): void {
+    if (!scopes.some((sc) => this.holds(p, sc))) {
+      throw problem.forbidden(`one of the scopes ${scopes.map((x) => `"${x}"`).join(', ')} is needed; your token holds none of them`);
+    }
+  }
+
+  private async insertToken(
+    s: Store,
+    p: Principal,
+    actor: ActorTable,
+    input: CreateTokenInput & { replaces?: string },
+  ): Promise<CreatedToken> {
+    if (actor.disabled) throw problem.invalid('actor', `identity "${actor.name}" is disabled or deleted; no token can be issued for it`);
+    const name = (input.name ?? '').trim();
+    if (!name || name.length > 200) throw problem.invalid('name', 'a token needs a name of 1 to 200 characters, e.g. "prometheus-scrape"');
+    const scopes = uniqueSorted(input.scopes);
+    if (!scopes.length) throw problem.invalid('scopes', 'a token needs at least one scope, e.g. "metrics.read"');
+    await this.checkScopesExist(s, scopes, 'scopes');
+    const granted = await s.scopesOfActor(actor.id);
+    const ungranted = scopes.filter((sc) => !granted.includes(sc));
+    if (ungranted.length) {
+      throw problem.invalid(
+        'scopes',
+        `identity "${actor.name}" is not granted ${list(ungranted)}; grant it a role holding ${ungranted.length > 1 ? 'them' : 'it'} (tokenwarden actor update ${actor.name} --role …) or ask for fewer scopes`,
+      );
+    }
+    if (!this.holds(p, PERMISSIONS.adminToken)) {
+      const beyond = scopes.filter((sc) => !p.scopes.includes(sc));
+      if (beyond.length) {
+        throw problem.forbidden(`your token does not hold ${list(beyond)}; a new token may only carry scopes your own token holds unless you hold "admin:token"`);
+      }
+    }
+    const now = this.clock.now();
+    let expiresAt: number;
+    if (input.expiresAt !== undefined) expiresAt = input.expiresAt;
+    else expiresAt = now + (input.lifetimeMs ?? this.policy.defaultLifetimeMs);
+    if (!Number.isFinite(expiresAt) || expiresAt <= now) throw problem.invalid('expiresIn', 'the expiry must be in the future');
+    if (expiresAt - now > this.policy.maxLifetimeMs + 1000) {
+      throw problem.invalid(
+        'expiresIn',
+        `the expiry is beyond the maximum token lifetime of ${Math.round(this.policy.maxLifetimeMs / 86_400_000)} days; ask for a shorter one`,
+      );
+    }
+    if (!input.replaces && (await s.liveTokenNamed(actor.id, name, now))) {
+      throw problem.conflict(`identity "${actor.name}" already has a live token named "${name}"; pick another name, or replace that token`, 'name');
+    }
+    const minted = mintToken();
+    const row: TokenTable = {
+      id: minted.id,
+      actor_id: actor.id,
+      name,
+      scopes: JSON.stringify(scopes),
+      secret_hash: minted.secretHash,
+      created_at: now,
+      created_by: p.actorName,
+      expires_at: expiresAt,
+      revoked_at: null,
+      revoked_by: null,
+      revoke_reason: null,
+      replaces: input.replaces ?? null,
+      binding_id: input.bindingId ?? null,
+      last_used_at: null,
+      last_used_ip: null,
+      last_used_agent: null,
+    };
+    await s.insertToken(row);
+    return { token: toTokenView(row, actor.name, now), plaintext: minted.plaintext };
+  }
+
+  private async tokenRow(s: Store, p: Principal, id: string, action: 'read' | 'revoke' | 'replace'): Promise<TokenTable> {
+    const row = await s.findToken(id);
+    if (!row) throw problem.notFound('token', id);
+    if (row.actor_id !== p.actorId) {
+      if (action === 'read') this.requireAny(p, [PERMISSIONS.adminToken, PERMISSIONS.auditRead]);
+      else this.require(p, PERMISSIONS.adminToken, `to ${action} a token of another identity`);
+    }
+    return row;
+  }
+
+  private async actorByName(s: Store, name: string, field = 'name'): Promise<ActorTable> {
+    const actor = await s.findActorByName(name);
+    if (!actor) throw new Problem('not-found', `identity "${name}" does not exist; create it first (tokenwarden actor create ${name})`, { field });
+    return actor;
+  }
+
+  private async checkScopesExist(s: Store, scopes: string[], field: string): Promise<void> {
+    const known = new Set((await s.listScopes()).map((x) => x.name));
+    const unknown = scopes.filter((sc) => !known.has(sc));
+    if (unknown.length) {
+      throw problem.invalid(field, `unknown scope ${list(unknown)}; define it first (tokenwarden scope create ${unknown[0]}) or check the spelling`);
+    }
+  }
+
+  private async checkRolesExist(s: Store, roles: string[]): Promise<void> {
+    const known = new Set((await s.listRoles()).map((r) => r.name));
+    const unknown = roles.filter((r) => !known.has(r));
+    if (unknown.length) throw problem.invalid('roles', `unknown role ${list(unknown)}; see tokenwarden role list`);
+  }
+
+  private async actorView(s: Store, a: ActorTable): Promise<ActorView> {
+    return toActorView(a, await s.rolesOfActor(a.id), await s.scopesOfActor(a.id));
+  }
+
+  async tokenView(s: Store, row: TokenTable): Promise<TokenView> {
+    const actor = await s.findActorById(row.actor_id);
+    return toTokenView(row, actor?.name ?? row.actor_id, this.clock.now());
+  }
+
+  private async audit(s: Store, p: Principal, action: string, targetType: string, targetId: string | null, detail: object): Promise<void> {
+    await s.appendAudit({
+      at: this.clock.now(),
+      actor_id: p.actorId,
+      actor_name: p.actorName,
+      token_id: p.tokenId,
+      action,
+      target_type: targetType,
+      target_id: targetId,
+      detail: JSON.stringify(detail),
+      source_ip: p.ip ?? null,
+      request_id: p.requestId ?? null,
+    });
+  }
+}
+
+function validateActorName(name: string, kind: 'user' | 'service'): void {
+  if (!ACTOR_NAME.test(name ?? '')) {
+    throw problem.invalid('name', `"${name}" is not a valid identity name: lowercase letters, digits, ".", "_", "@" and "-", starting with a letter or digit`);
+  }
+  if (kind === 'service' && !name.startsWith(SERVICE_PREFIX)) {
+    throw problem.invalid('name', `a service identity's name must start with "${SERVICE_PREFIX}", e.g. "${SERVICE_PREFIX}${name}"`);
+  }
+  if (kind === 'user' && name.startsWith(SERVICE_PREFIX)) {
+    throw problem.invalid('name', `names starting with "${SERVICE_PREFIX}" are reserved for service identities; use kind "service"`);
+  }
+}
+
+function uniqueSorted(values: string[]): string[] {
+  return [...new Set(values)].sort();
+}
+
+function list(values: string[]): string {
+  return values.map((v) => `"${v}"`).join(', ');
+}
+
+export function tokenState(row: Pick<TokenTable, 'revoked_at' | 'expires_at'>, now: number): TokenState {
+  if (row.revoked_at !== null) return 'revoked';
+  return row.expires_at <= now ? 'expired' : 'active';
+}
+
+function toTokenView(r: TokenTable, actorName: string, now: number): TokenView {
+  return {
+    id: r.id,
+    name: r.name,
+    actor: actorName,
+    actorId: r.actor_id,
+    scopes: parseList(r.scopes),
+    state: tokenState(r, now),
+    createdAt: iso(r.created_at)!,
+    createdBy: r.created_by,
+    expiresAt: iso(r.expires_at)!,
+    revokedAt: iso(r.revoked_at),
+    revokedBy: r.revoked_by,
+    revokeReason: r.revoke_reason,
+    replaces: r.replaces,
+    bindingId: r.binding_id,
+    lastUsed: r.last_used_at === null ? null : { at: iso(r.last_used_at)!, ip: r.last_used_ip, userAgent: r.last_used_agent },
+  };
+}
+
+function toActorView(a: ActorTable, roles: string[], effective: string[]): ActorView {
+  return {
+    id: a.id,
+    name: a.name,
+    kind: a.kind,
+    description: a.description,
+    roles,
+    scopes: parseList(a.scopes),
+    effectiveScopes: effective,
+    disabled: !!a.disabled,
+    createdAt: iso(a.created_at)!,
+  };
+}
+
+function toRoleView(r: RoleTable): RoleView {
+  return { name: r.name, description: r.description, scopes: parseList(r.scopes), builtin: !!r.builtin };
+}
+
+function toAuditView(r: AuditRow): AuditView {
+  return {
+    seq: Number(r.seq),
+    at: iso(r.at)!,
+    actor: r.actor_name,
+    tokenId: r.token_id,
+    action: r.action,
+    targetType: r.target_type,
+    targetId: r.target_id,
+    detail: JSON.parse(r.detail) as Record<string, unknown>,
+    sourceIp: r.source_ip,
+    requestId: r.request_id,
+  };
+}

@@ -1,0 +1,73 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+/** Exit codes: one meaning each, so scripts can tell what went wrong. */
+export const EXIT = { ok: 0, failure: 1, usage: 2, auth: 3, server: 4, unreachable: 5 } as const;
+
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+  }
+}
+
+export interface ClientSettings {
+  server: string;
+  token?: string;
+}
+
+export function cliConfigPath(): string {
+  return process.env.TOKENWARDEN_CLI_CONFIG ?? join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'tokenwarden', 'cli.yaml');
+}
+
+/** Flags win over env, env over the CLI config file written by `tokenwarden login`. */
+export function resolveClientSettings(flags: { server?: string; token?: string; tokenFile?: string }): ClientSettings {
+  let file: Partial<ClientSettings> = {};
+  const path = cliConfigPath();
+  if (existsSync(path)) file = (parseYaml(readFileSync(path, 'utf8')) as Partial<ClientSettings>) ?? {};
+  let token = flags.token ?? process.env.TOKENWARDEN_TOKEN ?? file.token;
+  const tokenFile = flags.tokenFile ?? process.env.TOKENWARDEN_TOKEN_FILE;
+  if (!flags.token && tokenFile) token = readFileSync(tokenFile, 'utf8').trim();
+  return { server: (flags.server ?? process.env.TOKENWARDEN_SERVER ?? file.server ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''), token };
+}
+
+export class ApiClient {
+  constructor(readonly settings: ClientSettings) {}
+
+  async request<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+    if (!this.settings.token) {
+      throw new CliError('no token: pass --token, set TOKENWARDEN_TOKEN, or run "tokenwarden login"', EXIT.auth);
+    }
+    let res: Response;
+    try {
+      res = await fetch(`${this.settings.server}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.settings.token}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+          'user-agent': 'tokenwarden-cli/0.1',
+        },
+        body: body !== undefined ? JSON.stringify(body) : undefined,
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new CliError(`cannot reach tokenwarden at ${this.settings.server} (${cause}); is it running? Set --server or TOKENWARDEN_SERVER`, EXIT.unreachable);
+    }
+    const text = await res.text();
+    let data: any = undefined;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch {
+        data = text;
+      }
+    }
+    if (!res.ok) {
+      const detail = typeof data === 'object' && data?.detail ? data.detail : `${res.status} ${res.statusText}`;
+      const code = res.status === 401 || res.status === 403 ? EXIT.auth : res.status >= 500 ? EXIT.server : EXIT.usage;
+      throw new CliError(`error ${res.status}: ${detail}`, code);
+    }
+    return data as T;
+  }
+}

@@ -1,0 +1,63 @@
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/config.js';
+import { CliError, EXIT } from './client.js';
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the tokenwarden server (embedded SQLite by default)')
+    .option('-c, --config <file>', 'YAML configuration file (env TOKENWARDEN_CONFIG)')
+    .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+    .option('--port <port>', 'port to listen on (default 8080)')
+    .option('--store <url>', 'SQLite file path or postgres:// URL (default .data/tokenwarden.db)')
+    .option('--bootstrap-token-file <file>', 'write the first admin token to this file (mode 0600) instead of printing it')
+    .action(async (opts: { config?: string; host?: string; port?: string; store?: string; bootstrapTokenFile?: string }) => {
+      const config = loadServeConfig(opts);
+      // Loaded here so that short CLI commands do not pay for the server's imports.
+      const { startTokenwarden } = await import('../server.js');
+      const tw = await startTokenwarden(config);
+      const out = process.stdout;
+      out.write(`tokenwarden is listening on ${tw.url}\n`);
+      out.write(`data: ${tw.ctx.store.location} (${tw.ctx.store.engine})\n`);
+      if (tw.bootstrap) {
+        const file = opts.bootstrapTokenFile ?? process.env.TOKENWARDEN_BOOTSTRAP_TOKEN_FILE;
+        if (file) {
+          writeFileSync(file, `${tw.bootstrap.plaintext}\n`, { mode: 0o600 });
+          out.write(`first admin token written to ${file} (mode 0600); it is not shown again\n`);
+        } else {
+          out.write(
+            `\nFirst admin token for identity "admin" (shown once, never again; store it now):\n\n  ${tw.bootstrap.plaintext}\n\n` +
+              `Next:\n  export TOKENWARDEN_TOKEN=<the token above>\n  tokenwarden whoami\n  tokenwarden actor create bot-prometheus --role metrics-read\n` +
+              `  tokenwarden token create --actor bot-prometheus --name scrape --scope metrics.read --expires-in 30d\n\n`,
+          );
+        }
+      }
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        tw.ctx.logger.info({ signal }, 'shutting down');
+        await tw.close();
+        process.exit(0);
+      };
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT'));
+    });
+}
+
+export function loadServeConfig(opts: { config?: string; host?: string; port?: string; store?: string }) {
+  if (opts.port !== undefined && !/^\d+$/.test(opts.port)) throw new CliError(`--port must be a number, got "${opts.port}"`, EXIT.usage);
+  try {
+    return loadConfig({
+      file: opts.config ?? process.env.TOKENWARDEN_CONFIG,
+      overrides: {
+        listen: { host: opts.host, port: opts.port === undefined ? undefined : Number(opts.port) },
+        store: { url: opts.store },
+      },
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+    throw err;
+  }
+}

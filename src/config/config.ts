@@ -1,0 +1,117 @@
+import { readFileSync } from 'node:fs';
+import { type Static, Type as T } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { parseDuration } from '../clock.js';
+
+/** Durations are written as "90d", "12h", "30s" or a number of seconds. */
+export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|w)?\\s*$' }), T.Number({ minimum: 0 })], {
+  description: 'a duration such as "90d", "12h", "30s", or a number of seconds',
+});
+
+export const ServerConfigSchema = T.Object(
+  {
+    listen: T.Object({ host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }) }, { default: {} }),
+    store: T.Object({ url: T.String({ default: '.data/tokenwarden.db', description: 'a SQLite file path, or postgres://…' }) }, { default: {} }),
+    tokens: T.Object(
+      {
+        maxLifetime: T.Optional(Duration),
+        defaultLifetime: T.Optional(Duration),
+      },
+      { default: {} },
+    ),
+    verify: T.Object(
+      {
+        cacheTtl: T.Optional(Duration),
+        negativeCacheTtl: T.Optional(Duration),
+        cacheSize: T.Integer({ minimum: 1, default: 100_000 }),
+        failureLimit: T.Integer({ minimum: 0, default: 30, description: 'failed attempts per source address per window before 429; 0 turns the limit off' }),
+        failureWindow: T.Optional(Duration),
+        header: T.Optional(T.String({ description: 'an extra header to read the token from, e.g. X-Api-Key' })),
+        trustedProxies: T.Array(T.String(), { default: ['127.0.0.1', '::1', '::ffff:127.0.0.1'] }),
+      },
+      { default: {} },
+    ),
+    log: T.Object({ level: T.Union([T.Literal('fatal'), T.Literal('error'), T.Literal('warn'), T.Literal('info'), T.Literal('debug'), T.Literal('trace'), T.Literal('silent')], { default: 'info' }) }, { default: {} }),
+  },
+  { additionalProperties: true },
+);
+
+export type ServerConfig = Static<typeof ServerConfigSchema>;
+
+export interface ResolvedConfig extends ServerConfig {
+  durations: {
+    maxLifetimeMs: number;
+    defaultLifetimeMs: number;
+    cacheTtlMs: number;
+    negativeTtlMs: number;
+    failureWindowMs: number;
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`configuration is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** TOKENWARDEN_STORE_URL=… sets store.url; TOKENWARDEN_LISTEN_PORT=… sets listen.port. Env wins over the file. */
+const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
+  TOKENWARDEN_LISTEN_HOST: ['listen', 'host', 'string'],
+  TOKENWARDEN_LISTEN_PORT: ['listen', 'port', 'int'],
+  TOKENWARDEN_STORE_URL: ['store', 'url', 'string'],
+  TOKENWARDEN_MAX_TOKEN_LIFETIME: ['tokens', 'maxLifetime', 'string'],
+  TOKENWARDEN_DEFAULT_TOKEN_LIFETIME: ['tokens', 'defaultLifetime', 'string'],
+  TOKENWARDEN_LOG_LEVEL: ['log', 'level', 'string'],
+  TOKENWARDEN_VERIFY_FAILURE_LIMIT: ['verify', 'failureLimit', 'int'],
+  TOKENWARDEN_VERIFY_CACHE_TTL: ['verify', 'cacheTtl', 'string'],
+};
+
+export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, Record<string, unknown>> } = {}): ResolvedConfig {
+  let raw: Record<string, any> = {};
+  if (options.file) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`cannot read ${options.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
+    }
+    try {
+      raw = (parseYaml(text) as Record<string, any>) ?? {};
+    } catch (err) {
+      throw new ConfigError([`${options.file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+    }
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError([`${options.file} must hold a YAML mapping`]);
+  }
+  const env = options.env ?? process.env;
+  const problems: string[] = [];
+  for (const [name, [section, key, kind]] of Object.entries(ENV_KEYS)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    raw[section] ??= {};
+    if (kind === 'int') {
+      if (!/^\d+$/.test(value)) problems.push(`${name} must be a whole number, got "${value}"`);
+      raw[section][key] = Number(value);
+    } else raw[section][key] = value;
+  }
+  for (const [section, values] of Object.entries(options.overrides ?? {})) {
+    raw[section] = { ...(raw[section] ?? {}), ...Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) };
+  }
+  const withDefaults = Value.Default(ServerConfigSchema, Value.Clone(raw)) as ServerConfig;
+  for (const err of Value.Errors(ServerConfigSchema, withDefaults)) {
+    problems.push(`${err.path.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${err.message}`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  const d = (value: string | number | undefined, fallback: string) => parseDuration(value ?? fallback)!;
+  const durations = {
+    maxLifetimeMs: d(withDefaults.tokens.maxLifetime, '365d'),
+    defaultLifetimeMs: d(withDefaults.tokens.defaultLifetime, '90d'),
+    cacheTtlMs: d(withDefaults.verify.cacheTtl, '10s'),
+    negativeTtlMs: d(withDefaults.verify.negativeCacheTtl, '30s'),
+    failureWindowMs: d(withDefaults.verify.failureWindow, '1m'),
+  };
+  if (durations.defaultLifetimeMs > durations.maxLifetimeMs) {
+    throw new ConfigError([`tokens.defaultLifetime is longer than tokens.maxLifetime`]);
+  }
+  return { ...withDefaults, durations };
+}

@@ -1,0 +1,27 @@
+import type { Authority, Principal } from '../authority/authority.js';
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/config.js';
+import type { Logger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Store } from '../store/store.js';
+import type { Verifier } from '../verify/verifier.js';
+
+/** What the HTTP edge needs from the services behind it. */
+export interface AppContext {
+  config: ResolvedConfig;
+  store: Store;
+  authority: Authority;
+  verifier: Verifier;
+  metrics: Metrics;
+  clock: Clock;
+  logger: Logger;
+  /** Extra route plugins contributed by other parts (delivery, UI, …). */
+  plugins?: ((app: import('fastify').FastifyInstance, ctx: AppContext) => Promise<void> | void)[];
+  ready?: () => Promise<void>;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}

@@ -1,0 +1,67 @@
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { redactTokens } from '../token/format.js';
+
+export type { Logger };
+
+/** Field names that may carry a credential anywhere in a log object. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["x-api-key"]',
+  'req.headers["proxy-authorization"]',
+  'res.headers["set-cookie"]',
+  '*.authorization',
+  '*.token',
+  '*.plaintext',
+  '*.password',
+  '*.secret',
+  '*.clientSecret',
+  '*.client_secret',
+  '*.refreshToken',
+  '*.refresh_token',
+  '*.access_token',
+  'token',
+  'plaintext',
+  'password',
+  'secret',
+];
+
+/**
+ * A pino logger that never writes a secret: known fields are censored, and any string that
+ * looks like a tokenwarden token (in a message or a URL) keeps only its public id.
+ */
+export function createLogger(options: { level?: string; stream?: DestinationStream; name?: string } = {}): Logger {
+  return pino(
+    {
+      name: options.name ?? 'tokenwarden',
+      level: options.level ?? 'info',
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      hooks: {
+        logMethod(args, method) {
+          for (let i = 0; i < args.length; i++) if (typeof args[i] === 'string') args[i] = redactTokens(args[i] as string);
+          return method.apply(this, args as Parameters<typeof method>);
+        },
+      },
+      serializers: {
+        req: (req: { method?: string; url?: string; ip?: string; id?: string; headers?: Record<string, unknown> }) => ({
+          method: req.method,
+          url: redactUrl(req.url ?? ''),
+          remoteAddress: req.ip,
+          userAgent: req.headers?.['user-agent'],
+        }),
+        res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
+        err: (err: Error) => ({ type: err.name, message: redactTokens(err.message) }),
+      },
+    },
+    options.stream,
+  );
+}
+
+/** Query values can carry credentials (`?access_token=`); keep the keys, drop suspicious values. */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return redactTokens(url);
+  const params = new URLSearchParams(url.slice(q + 1));
+  for (const [key] of params) if (/token|secret|password|key|auth|code/i.test(key)) params.set(key, '[REDACTED]');
+  return redactTokens(`${url.slice(0, q)}?${params.toString()}`);
+}

@@ -1,0 +1,55 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import SQLite from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import { type Engine, InCodeMigrations } from './migrations/index.js';
+import type { Database } from './schema.js';
+
+export interface Connection {
+  db: Kysely<Database>;
+  engine: Engine;
+  /** Where the data lives, for the operator (a file path, or the URL without its password). */
+  location: string;
+  close(): Promise<void>;
+}
+
+// int8 columns hold epoch milliseconds, well inside Number's exact range.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+export function describeLocation(url: string): string {
+  if (!/^postgres(ql)?:/.test(url)) return resolve(url.replace(/^sqlite:(\/\/)?/, ''));
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}
+
+/** `postgres://…` selects PostgreSQL; anything else is a SQLite file path (optionally `sqlite:` prefixed). */
+export async function connect(url: string, options: { poolSize?: number } = {}): Promise<Connection> {
+  let db: Kysely<Database>;
+  let engine: Engine;
+  if (/^postgres(ql)?:/.test(url)) {
+    engine = 'postgres';
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+    // A dropped connection must not crash the process; the pool replaces it.
+    pool.on('error', () => undefined);
+    db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  } else {
+    engine = 'sqlite';
+    const path = describeLocation(url);
+    mkdirSync(dirname(path), { recursive: true });
+    const file = new SQLite(path);
+    file.pragma('journal_mode = WAL');
+    file.pragma('busy_timeout = 5000');
+    file.pragma('foreign_keys = ON');
+    file.pragma('synchronous = NORMAL');
+    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
+  }
+  const migrator = new Migrator({ db, provider: new InCodeMigrations({ engine }) });
+  const { error } = await migrator.migrateToLatest();
+  if (error) {
+    await db.destroy();
+    throw new Error(`database migration failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return { db, engine, location: describeLocation(url), close: () => db.destroy() };
+}

@@ -1,0 +1,267 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Connection } from './connect.js';
+import type { ActorTable, AuditTable, Database, RoleTable, ScopeTable, TokenTable } from './schema.js';
+
+type Db = Kysely<Database> | Transaction<Database>;
+export type AuditRow = Omit<AuditTable, 'seq'> & { seq: number };
+export type NewAudit = Omit<AuditTable, 'seq'>;
+
+export interface TokenFilter {
+  actorId?: string;
+  bindingId?: string;
+  state?: 'active' | 'revoked' | 'expired';
+  now?: number;
+  search?: string;
+  limit?: number;
+}
+
+export interface AuditFilter {
+  actorName?: string;
+  action?: string;
+  targetId?: string;
+  since?: number;
+  until?: number;
+  limit?: number;
+  beforeSeq?: number;
+}
+
+/** Every query tokenwarden runs, written once for both engines. */
+export class Store {
+  constructor(private readonly conn: Connection, private readonly db: Db = conn.db) {}
+
+  get engine() {
+    return this.conn.engine;
+  }
+  get location() {
+    return this.conn.location;
+  }
+  get kysely(): Db {
+    return this.db;
+  }
+
+  /** Runs `work` in one transaction, so a change is applied whole or not at all. */
+  async transaction<T>(work: (store: Store) => Promise<T>): Promise<T> {
+    if (this.db !== this.conn.db) return work(this);
+    return this.conn.db.transaction().execute((trx) => work(new Store(this.conn, trx)));
+  }
+
+  close(): Promise<void> {
+    return this.conn.close();
+  }
+
+  async ping(): Promise<void> {
+    await this.db.selectFrom('settings').select('key').limit(1).execute();
+  }
+
+  // settings
+  async getSetting(key: string): Promise<string | undefined> {
+    const row = await this.db.selectFrom('settings').select('value').where('key', '=', key).executeTakeFirst();
+    return row?.value;
+  }
+  async putSetting(key: string, value: string): Promise<void> {
+    await this.db
+      .insertInto('settings')
+      .values({ key, value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+      .execute();
+  }
+
+  // actors
+  async insertActor(row: ActorTable): Promise<void> {
+    await this.db.insertInto('actors').values(row).execute();
+  }
+  async updateActor(id: string, patch: Partial<Pick<ActorTable, 'description' | 'disabled' | 'scopes'>>): Promise<void> {
+    if (!Object.keys(patch).length) return;
+    await this.db.updateTable('actors').set(patch).where('id', '=', id).execute();
+  }
+  async deleteActor(id: string): Promise<void> {
+    await this.db.deleteFrom('actors').where('id', '=', id).execute();
+  }
+  findActorById(id: string): Promise<ActorTable | undefined> {
+    return this.db.selectFrom('actors').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+  findActorByName(name: string): Promise<ActorTable | undefined> {
+    return this.db.selectFrom('actors').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+  listActors(): Promise<ActorTable[]> {
+    return this.db.selectFrom('actors').selectAll().orderBy('name').execute();
+  }
+  async countActors(): Promise<number> {
+    const row = await this.db.selectFrom('actors').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirst();
+    return Number(row?.n ?? 0);
+  }
+  async rolesOfActor(actorId: string): Promise<string[]> {
+    const rows = await this.db.selectFrom('actor_roles').select('role_name').where('actor_id', '=', actorId).execute();
+    return rows.map((r) => r.role_name).sort();
+  }
+  async roleAssignments(): Promise<Map<string, string[]>> {
+    const rows = await this.db.selectFrom('actor_roles').selectAll().execute();
+    const out = new Map<string, string[]>();
+    for (const r of rows) out.set(r.actor_id, [...(out.get(r.actor_id) ?? []), r.role_name].sort());
+    return out;
+  }
+  /** Union of the actor's direct scopes and those of its roles. */
+  async scopesOfActor(actorId: string): Promise<string[]> {
+    const actor = await this.db.selectFrom('actors').select('scopes').where('id', '=', actorId).executeTakeFirst();
+    if (!actor) return [];
+    const roles = await this.db
+      .selectFrom('actor_roles')
+      .innerJoin('roles', 'roles.name', 'actor_roles.role_name')
+      .select('roles.scopes')
+      .where('actor_roles.actor_id', '=', actorId)
+      .execute();
+    const all = new Set<string>(JSON.parse(actor.scopes) as string[]);
+    for (const r of roles) for (const s of JSON.parse(r.scopes) as string[]) all.add(s);
+    return [...all].sort();
+  }
+  async setActorRoles(actorId: string, roles: string[]): Promise<void> {
+    await this.db.deleteFrom('actor_roles').where('actor_id', '=', actorId).execute();
+    if (roles.length) {
+      await this.db
+        .insertInto('actor_roles')
+        .values(roles.map((role_name) => ({ actor_id: actorId, role_name })))
+        .execute();
+    }
+  }
+
+  // roles and scopes
+  async upsertRole(row: RoleTable): Promise<void> {
+    await this.db
+      .insertInto('roles')
+      .values(row)
+      .onConflict((oc) => oc.column('name').doUpdateSet({ scopes: row.scopes, description: row.description }))
+      .execute();
+  }
+  async insertRole(row: RoleTable): Promise<void> {
+    await this.db.insertInto('roles').values(row).execute();
+  }
+  async deleteRole(name: string): Promise<void> {
+    await this.db.deleteFrom('roles').where('name', '=', name).execute();
+  }
+  findRole(name: string): Promise<RoleTable | undefined> {
+    return this.db.selectFrom('roles').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+  listRoles(): Promise<RoleTable[]> {
+    return this.db.selectFrom('roles').selectAll().orderBy('name').execute();
+  }
+  async upsertScope(row: ScopeTable): Promise<void> {
+    await this.db
+      .insertInto('scopes')
+      .values(row)
+      .onConflict((oc) => oc.column('name').doUpdateSet({ description: row.description }))
+      .execute();
+  }
+  async insertScope(row: ScopeTable): Promise<void> {
+    await this.db.insertInto('scopes').values(row).execute();
+  }
+  listScopes(): Promise<ScopeTable[]> {
+    return this.db.selectFrom('scopes').selectAll().orderBy('name').execute();
+  }
+
+  // tokens
+  async insertToken(row: TokenTable): Promise<void> {
+    await this.db.insertInto('tokens').values(row).execute();
+  }
+  findToken(id: string): Promise<TokenTable | undefined> {
+    return this.db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+  /** The verifier's store hit: only what a decision needs. */
+  findTokenForVerify(id: string) {
+    return this.db
+      .selectFrom('tokens')
+      .innerJoin('actors', 'actors.id', 'tokens.actor_id')
+      .select([
+        'tokens.id',
+        'tokens.secret_hash',
+        'tokens.scopes',
+        'tokens.expires_at',
+        'tokens.revoked_at',
+        'tokens.actor_id',
+        'tokens.name',
+        'actors.name as actor_name',
+        'actors.kind as actor_kind',
+        'actors.disabled as actor_disabled',
+      ])
+      .where('tokens.id', '=', id)
+      .executeTakeFirst();
+  }
+  listTokens(filter: TokenFilter = {}): Promise<TokenTable[]> {
+    let q = this.db.selectFrom('tokens').selectAll();
+    if (filter.actorId) q = q.where('actor_id', '=', filter.actorId);
+    if (filter.bindingId) q = q.where('binding_id', '=', filter.bindingId);
+    const now = filter.now ?? Date.now();
+    if (filter.state === 'revoked') q = q.where('revoked_at', 'is not', null);
+    if (filter.state === 'active') q = q.where('revoked_at', 'is', null).where('expires_at', '>', now);
+    if (filter.state === 'expired') q = q.where('revoked_at', 'is', null).where('expires_at', '<=', now);
+    if (filter.search) q = q.where((eb) => eb.or([eb('name', 'like', `%${filter.search}%`), eb('id', '=', filter.search!)]));
+    return q.orderBy('created_at', 'desc').limit(filter.limit ?? 1000).execute();
+  }
+  async liveTokenNamed(actorId: string, name: string, now: number): Promise<TokenTable | undefined> {
+    return this.db
+      .selectFrom('tokens')
+      .selectAll()
+      .where('actor_id', '=', actorId)
+      .where('name', '=', name)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', now)
+      .executeTakeFirst();
+  }
+  async revokeToken(id: string, at: number, by: string | null, reason: string | null): Promise<boolean> {
+    const res = await this.db
+      .updateTable('tokens')
+      .set({ revoked_at: at, revoked_by: by, revoke_reason: reason })
+      .where('id', '=', id)
+      .where('revoked_at', 'is', null)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
+  }
+  async shortenExpiry(id: string, at: number): Promise<void> {
+    await this.db.updateTable('tokens').set({ expires_at: at }).where('id', '=', id).where('expires_at', '>', at).execute();
+  }
+  async revokeTokensOfActor(actorId: string, at: number, by: string | null, reason: string): Promise<string[]> {
+    const live = await this.db
+      .selectFrom('tokens')
+      .select('id')
+      .where('actor_id', '=', actorId)
+      .where('revoked_at', 'is', null)
+      .execute();
+    for (const t of live) await this.revokeToken(t.id, at, by, reason);
+    return live.map((t) => t.id);
+  }
+  /** Ids revoked at or after `since`: how replicas learn of revocations made elsewhere. */
+  async revokedSince(since: number): Promise<{ id: string; revoked_at: number }[]> {
+    return this.db
+      .selectFrom('tokens')
+      .select(['id', 'revoked_at'])
+      .where('revoked_at', '>=', since)
+      .execute() as Promise<{ id: string; revoked_at: number }[]>;
+  }
+  async recordLastUse(rows: { id: string; at: number; ip: string | null; agent: string | null }[]): Promise<void> {
+    if (!rows.length) return;
+    await this.transaction(async (s) => {
+      for (const r of rows) {
+        await s.db
+          .updateTable('tokens')
+          .set({ last_used_at: r.at, last_used_ip: r.ip, last_used_agent: r.agent })
+          .where('id', '=', r.id)
+          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', r.at)]))
+          .execute();
+      }
+    });
+  }
+
+  // audit
+  async appendAudit(row: NewAudit): Promise<void> {
+    await this.db.insertInto('audit').values(row).execute();
+  }
+  listAudit(filter: AuditFilter = {}): Promise<AuditRow[]> {
+    let q = this.db.selectFrom('audit').selectAll();
+    if (filter.actorName) q = q.where('actor_name', '=', filter.actorName);
+    if (filter.action) q = q.where('action', 'like', `${filter.action}%`);
+    if (filter.targetId) q = q.where('target_id', '=', filter.targetId);
+    if (filter.since !== undefined) q = q.where('at', '>=', filter.since);
+    if (filter.until !== undefined) q = q.where('at', '<=', filter.until);
+    if (filter.beforeSeq !== undefined) q = q.where('seq', '<', filter.beforeSeq);
+    return q.orderBy('seq', 'desc').limit(filter.limit ?? 200).execute() as Promise<AuditRow[]>;
+  }
+}

@@ -1,0 +1,111 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+
+/**
+ * Token format: `twd_<id>_<secret><checksum>`
+ *  - `twd_`      a fixed prefix secret scanners can match on
+ *  - id          12 base62 chars, the public lookup id (shown in lists, audit, metrics)
+ *  - secret      43 base62 chars = 256 bits from the OS CSPRNG
+ *  - checksum    6 base62 chars of CRC32 over everything before it, so a mistyped or
+ *                truncated token is rejected without touching storage
+ * Only SHA-256(secret) is stored: the secret carries 256 bits of entropy, so a slow hash
+ * would add latency to every check without adding safety.
+ */
+export const TOKEN_PREFIX = 'twd_';
+export const ID_LENGTH = 12;
+export const SECRET_LENGTH = 43;
+export const CHECKSUM_LENGTH = 6;
+export const TOKEN_LENGTH = TOKEN_PREFIX.length + ID_LENGTH + 1 + SECRET_LENGTH + CHECKSUM_LENGTH;
+/** For secret scanners (gitleaks, GitHub custom patterns) and for redaction. */
+export const TOKEN_PATTERN = /twd_[0-9A-Za-z]{12}_[0-9A-Za-z]{49}/g;
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const BASE62 = /^[0-9A-Za-z]+$/;
+
+export function randomBase62(length: number): string {
+  let out = '';
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      // 248 = 4 * 62: rejecting bytes above it keeps every character equally likely.
+      if (byte < 248 && out.length < length) out += ALPHABET[byte % 62];
+    }
+  }
+  return out;
+}
+
+function toBase62(value: number, width: number): string {
+  let out = '';
+  let rest = value >>> 0;
+  for (let i = 0; i < width; i++) {
+    out = ALPHABET[rest % 62] + out;
+    rest = Math.floor(rest / 62);
+  }
+  return out;
+}
+
+function checksumOf(body: string): string {
+  return toBase62(crc32(body), CHECKSUM_LENGTH);
+}
+
+export interface MintedToken {
+  id: string;
+  /** The whole bearer string. Returned once to the caller, never stored. */
+  plaintext: string;
+  secretHash: string;
+}
+
+export function newTokenId(): string {
+  return randomBase62(ID_LENGTH);
+}
+
+export function mintToken(id: string = newTokenId()): MintedToken {
+  const secret = randomBase62(SECRET_LENGTH);
+  const body = `${TOKEN_PREFIX}${id}_${secret}`;
+  return { id, plaintext: body + checksumOf(body), secretHash: hashSecret(secret) };
+}
+
+export type ParseFailure = 'empty' | 'prefix' | 'length' | 'charset' | 'checksum';
+export type ParsedToken = { ok: true; id: string; secret: string } | { ok: false; reason: ParseFailure };
+
+const PARSE_MESSAGES: Record<ParseFailure, string> = {
+  empty: 'no token was given',
+  prefix: `the token does not start with "${TOKEN_PREFIX}", so it was not issued by tokenwarden`,
+  length: `the token has the wrong length (a tokenwarden token is ${TOKEN_LENGTH} characters); it may be truncated or have extra characters`,
+  charset: 'the token contains characters that a tokenwarden token never has (whitespace, quotes, or a newline)',
+  checksum: 'the checksum does not match: the token was mistyped, truncated or altered',
+};
+
+export function describeParseFailure(reason: ParseFailure): string {
+  return PARSE_MESSAGES[reason];
+}
+
+/** Pure and allocation-light: runs on every forward-auth request before any I/O. */
+export function parseToken(text: string | undefined): ParsedToken {
+  if (!text) return { ok: false, reason: 'empty' };
+  if (!text.startsWith(TOKEN_PREFIX)) return { ok: false, reason: 'prefix' };
+  if (text.length !== TOKEN_LENGTH) return { ok: false, reason: 'length' };
+  const sep = TOKEN_PREFIX.length + ID_LENGTH;
+  if (text.charCodeAt(sep) !== 95 /* _ */) return { ok: false, reason: 'charset' };
+  const id = text.slice(TOKEN_PREFIX.length, sep);
+  const secretAndSum = text.slice(sep + 1);
+  if (!BASE62.test(id) || !BASE62.test(secretAndSum)) return { ok: false, reason: 'charset' };
+  const body = text.slice(0, TOKEN_LENGTH - CHECKSUM_LENGTH);
+  if (checksumOf(body) !== text.slice(TOKEN_LENGTH - CHECKSUM_LENGTH)) return { ok: false, reason: 'checksum' };
+  return { ok: true, id, secret: secretAndSum.slice(0, SECRET_LENGTH) };
+}
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+/** Constant-time comparison of a presented secret against a stored hash. */
+export function secretMatches(secret: string, storedHash: string): boolean {
+  const presented = Buffer.from(hashSecret(secret), 'hex');
+  const stored = Buffer.from(storedHash, 'hex');
+  return presented.length === stored.length && timingSafeEqual(presented, stored);
+}
+
+/** Replaces anything that looks like a tokenwarden token with its public id only. */
+export function redactTokens(text: string): string {
+  return text.replace(TOKEN_PATTERN, (match) => `${match.slice(0, TOKEN_PREFIX.length + ID_LENGTH)}_[REDACTED]`);
+}

@@ -1,0 +1,55 @@
+import type { Store } from '../store/store.js';
+
+/**
+ * Coalesces last-use facts in memory and writes them in one batch per interval, so the
+ * hot path never writes per request.
+ */
+export class LastUseRecorder {
+  private pending = new Map<string, { at: number; ip: string | null; agent: string | null }>();
+  /** The latest use seen by this process, kept beyond a flush for rotation's usage check. */
+  private readonly seen = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly store: Store) {}
+
+  note(tokenId: string, at: number, source: { ip: string | null; userAgent: string | null }): void {
+    const prev = this.pending.get(tokenId);
+    if (prev) {
+      prev.at = at;
+      prev.ip = source.ip;
+      prev.agent = source.userAgent;
+    } else {
+      this.pending.set(tokenId, { at, ip: source.ip, agent: source.userAgent?.slice(0, 256) ?? null });
+    }
+    this.seen.set(tokenId, at);
+  }
+
+  lastSeen(tokenId: string): number | undefined {
+    return this.seen.get(tokenId);
+  }
+
+  start(intervalMs = 1000): void {
+    this.timer ??= setInterval(() => void this.flush().catch(() => undefined), intervalMs);
+    this.timer.unref();
+  }
+
+  async flush(): Promise<void> {
+    if (!this.pending.size) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    try {
+      await this.store.recordLastUse([...batch].map(([id, v]) => ({ id, ...v })));
+    } catch (err) {
+      // Keep what failed for the next attempt, unless newer facts arrived meanwhile.
+      for (const [id, v] of batch) if (!this.pending.has(id)) this.pending.set(id, v);
+      throw err;
+    }
+    if (this.seen.size > 200_000) this.seen.clear();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.flush().catch(() => undefined);
+  }
+}

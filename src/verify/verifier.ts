@@ -1,0 +1,186 @@
+import type { Clock } from '../clock.js';
+import type { AuthorityEvents } from '../authority/events.js';
+import type { Store } from '../store/store.js';
+import { type ParseFailure, parseToken, secretMatches } from '../token/format.js';
+import { LastUseRecorder } from './last-use.js';
+import { FailureLimiter } from './failure-limiter.js';
+
+export interface Identity {
+  tokenId: string;
+  tokenName: string;
+  actorId: string;
+  actorName: string;
+  actorKind: 'user' | 'service';
+  /** The token's scopes that its identity still holds. */
+  scopes: readonly string[];
+  expiresAt: number;
+}
+
+export type FailureReason = 'missing' | 'malformed' | 'unknown' | 'expired' | 'revoked' | 'disabled' | 'rate_limited';
+
+export type Verification =
+  | { ok: true; identity: Identity }
+  | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure };
+
+export interface VerifierOptions {
+  cacheTtlMs: number;
+  negativeTtlMs: number;
+  cacheSize: number;
+  failureLimit: number;
+  failureWindowMs: number;
+}
+
+export interface Source {
+  ip: string | null;
+  userAgent: string | null;
+}
+
+interface Positive {
+  hash: string;
+  identity: Identity;
+  until: number;
+}
+
+/**
+ * The hot path: parse (no I/O) → failure limit → cache → store → decision.
+ * Negative entries remember ids that are unknown, revoked or expired, so a flood of bad
+ * tokens never reaches the store.
+ */
+export class Verifier {
+  private readonly positive = new Map<string, Positive>();
+  private readonly negative = new Map<string, { reason: FailureReason; until: number }>();
+  readonly limiter: FailureLimiter;
+  readonly lastUse: LastUseRecorder;
+  /** Called on every decision, for metrics; kept synchronous and cheap. */
+  onResult: (result: 'ok' | FailureReason | 'insufficient_scope') => void = () => undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly options: VerifierOptions,
+    events?: AuthorityEvents,
+  ) {
+    this.limiter = new FailureLimiter(clock, options.failureLimit, options.failureWindowMs);
+    this.lastUse = new LastUseRecorder(store);
+    events?.on('token-revoked', (id) => this.invalidate(id));
+    events?.on('actor-changed', (actorId) => this.invalidateActor(actorId));
+  }
+
+  async verify(bearer: string | undefined, source: Source): Promise<Verification> {
+    const key = source.ip ?? '';
+    if (this.limiter.blocked(key)) return this.fail('rate_limited', 'too many failed attempts from this address; wait and retry');
+    const parsed = parseToken(bearer);
+    if (!parsed.ok) {
+      const reason = parsed.reason === 'empty' ? 'missing' : 'malformed';
+      if (reason === 'malformed') this.limiter.fail(key);
+      return { ...this.fail(reason, reason === 'missing' ? 'no bearer token was given' : 'the token is malformed'), parseFailure: parsed.reason };
+    }
+    const now = this.clock.now();
+    const cached = this.positive.get(parsed.id);
+    if (cached && cached.until > now) {
+      if (!secretMatches(parsed.secret, cached.hash)) return this.failed(key, 'unknown');
+      if (cached.identity.expiresAt <= now) {
+        this.positive.delete(parsed.id);
+        return this.failed(key, 'expired');
+      }
+      this.lastUse.note(parsed.id, now, source);
+      this.onResult('ok');
+      return { ok: true, identity: cached.identity };
+    }
+    const negative = this.negative.get(parsed.id);
+    if (negative && negative.until > now) return this.failed(key, negative.reason);
+
+    const row = await this.store.findTokenForVerify(parsed.id);
+    if (!row || !secretMatches(parsed.secret, row.secret_hash)) {
+      if (!row) this.remember(parsed.id, 'unknown', now + this.options.negativeTtlMs);
+      return this.failed(key, 'unknown');
+    }
+    // Revocation and expiry are final, so they may be remembered for as long as the cache lives.
+    if (row.revoked_at !== null) {
+      this.remember(parsed.id, 'revoked', now + this.options.negativeTtlMs);
+      return this.failed(key, 'revoked');
+    }
+    if (row.expires_at <= now) {
+      this.remember(parsed.id, 'expired', now + this.options.negativeTtlMs);
+      return this.failed(key, 'expired');
+    }
+    if (row.actor_disabled) return this.failed(key, 'disabled');
+    const held = new Set(await this.store.scopesOfActor(row.actor_id));
+    const identity: Identity = {
+      tokenId: row.id,
+      tokenName: row.name,
+      actorId: row.actor_id,
+      actorName: row.actor_name,
+      actorKind: row.actor_kind,
+      scopes: Object.freeze((JSON.parse(row.scopes) as string[]).filter((s) => held.has(s))),
+      expiresAt: row.expires_at,
+    };
+    this.cachePositive(parsed.id, { hash: row.secret_hash, identity, until: Math.min(now + this.options.cacheTtlMs, row.expires_at) });
+    this.lastUse.note(parsed.id, now, source);
+    this.onResult('ok');
+    return { ok: true, identity };
+  }
+
+  invalidate(tokenId: string): void {
+    this.positive.delete(tokenId);
+    this.negative.delete(tokenId);
+  }
+
+  invalidateActor(actorId: string): void {
+    for (const [id, entry] of this.positive) if (actorId === '*' || entry.identity.actorId === actorId) this.positive.delete(id);
+  }
+
+  /** A revocation learnt from another replica: drop the entry and refuse at once. */
+  markRevoked(tokenId: string): void {
+    this.positive.delete(tokenId);
+    this.remember(tokenId, 'revoked', this.clock.now() + this.options.negativeTtlMs);
+  }
+
+  get cacheStats() {
+    return { positive: this.positive.size, negative: this.negative.size };
+  }
+
+  private cachePositive(id: string, entry: Positive): void {
+    if (this.positive.size >= this.options.cacheSize) {
+      const oldest = this.positive.keys().next().value;
+      if (oldest !== undefined) this.positive.delete(oldest);
+    }
+    this.positive.set(id, entry);
+  }
+
+  private remember(id: string, reason: FailureReason, until: number): void {
+    if (this.negative.size >= this.options.cacheSize) {
+      const oldest = this.negative.keys().next().value;
+      if (oldest !== undefined) this.negative.delete(oldest);
+    }
+    this.negative.set(id, { reason, until });
+  }
+
+  private failed(key: string, reason: FailureReason): Verification {
+    this.limiter.fail(key);
+    return this.fail(reason, FAILURE_DETAIL[reason]);
+  }
+
+  private fail(reason: FailureReason, detail: string): Extract<Verification, { ok: false }> {
+    this.onResult(reason);
+    return { ok: false, reason, detail };
+  }
+}
+
+const FAILURE_DETAIL: Record<FailureReason, string> = {
+  missing: 'no bearer token was given',
+  malformed: 'the token is malformed',
+  unknown: 'the token is not known to this server',
+  expired: 'the token has expired',
+  revoked: 'the token has been revoked',
+  disabled: "the token's identity is disabled",
+  rate_limited: 'too many failed attempts from this address; wait and retry',
+};
+
+/** Scope check shared by forward-auth, the gate and the API. */
+export function hasScopes(identity: Identity, required: readonly string[], satisfy: 'all' | 'any'): string[] {
+  if (!required.length) return [];
+  const missing = required.filter((s) => !identity.scopes.includes(s));
+  if (satisfy === 'any') return missing.length < required.length ? [] : missing;
+  return missing;
+}

@@ -1,0 +1,41 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN } from './cli.js';
+import { LOG_DIR } from './output.js';
+import { waitFor } from './ports.js';
+
+export interface ServeProcess {
+  child: ChildProcess;
+  url: string;
+  stdoutFile: string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `tokenwarden serve` as its own process, logging to test-output/logs. */
+export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+  const stdoutFile = join(LOG_DIR, `serve-${process.pid}-${Date.now()}.log`);
+  const out = createWriteStream(stdoutFile);
+  const child = spawn(process.execPath, [BIN, 'serve', ...args], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  const url = await waitFor(async () => {
+    if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}: ${readFileSync(stdoutFile, 'utf8')}`);
+    if (!existsSync(stdoutFile)) return undefined;
+    return /listening on (http\S+)/.exec(readFileSync(stdoutFile, 'utf8'))?.[1];
+  }, 'tokenwarden serve to listen');
+  return {
+    child,
+    url,
+    stdoutFile,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill(signal);
+      }),
+  };
+}
