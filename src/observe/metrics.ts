@@ -32,6 +32,44 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // Delivery, rotation and upstream refresh. `binding` is the binding's name (operator-chosen, never a secret).
+  readonly rotations = new Counter({
+    name: 'tokenwarden_rotations_total',
+    help: 'Rotations by binding and outcome (success, failure)',
+    labelNames: ['binding', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly bindingExpiry = new Gauge({
+    name: 'tokenwarden_binding_token_expiry_timestamp_seconds',
+    help: 'Expiry time (unix seconds) of the token currently delivered by each binding',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+  });
+  readonly bindingLastSuccess = new Gauge({
+    name: 'tokenwarden_binding_last_success_timestamp_seconds',
+    help: 'Time of the last successful rotation or refresh of each binding',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+  });
+  readonly bindingHealthy = new Gauge({
+    name: 'tokenwarden_binding_healthy',
+    help: '1 when the binding delivered a valid token and its last attempt succeeded, else 0',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+  });
+  readonly sinkErrors = new Counter({
+    name: 'tokenwarden_sink_errors_total',
+    help: 'Failed sink writes or removals by binding and sink kind (file, kubernetes-secret)',
+    labelNames: ['binding', 'sink'] as const,
+    registers: [this.registry],
+  });
+  readonly refreshFailures = new Counter({
+    name: 'tokenwarden_source_refresh_failures_total',
+    help: 'Failed upstream token refreshes by binding and source kind (http-login, oauth2-client-credentials, …)',
+    labelNames: ['binding', 'source'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tokenwarden_process_' });
   }

@@ -1,0 +1,18 @@
+/**
+ * Where a delivered token goes. Every sink (file, Kubernetes Secret, …) implements this and
+ * nothing else; the rotation state machine only talks to this interface.
+ */
+export interface Sink {
+  /** A stable description without secrets, e.g. "file:/etc/prometheus/token" or "secret:monitoring/prom-token#token". */
+  readonly describe: string;
+  /**
+   * Writes the token. Must be idempotent and must not write when the content is already there
+   * (compare a hash of what is there), so retries and restarts never restart consumers.
+   * Returns whether anything was written.
+   */
+  write(token: string): Promise<{ changed: boolean }>;
+  /** Reads what is delivered now, or null when nothing is there. */
+  read(): Promise<string | null>;
+  /** Deletes what was delivered (binding removal). Succeeds when already gone. */
+  remove(): Promise<void>;
+}
