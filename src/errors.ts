@@ -12,6 +12,7 @@ export type ProblemKind =
   | 'payload-too-large'
   | 'rate-limited'
   | 'unavailable'
+  | 'bad-gateway'
   | 'internal';
 
 const STATUS: Record<ProblemKind, number> = {
@@ -24,6 +25,7 @@ const STATUS: Record<ProblemKind, number> = {
   'payload-too-large': 413,
   'rate-limited': 429,
   unavailable: 503,
+  'bad-gateway': 502,
   internal: 500,
 };
 
@@ -37,6 +39,7 @@ const TITLES: Record<ProblemKind, string> = {
   'payload-too-large': 'Request body too large',
   'rate-limited': 'Too many failed attempts',
   unavailable: 'Service unavailable',
+  'bad-gateway': 'Upstream unreachable',
   internal: 'Internal error',
 };
 

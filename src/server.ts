@@ -4,11 +4,18 @@ import { type Clock, systemClock } from './clock.js';
 import type { ResolvedConfig } from './config/config.js';
 import type { AppContext } from './http/context.js';
 import { buildApp } from './http/app.js';
+import { type DeliveryOptions, createDelivery, deliveryKeyPath } from './delivery/index.js';
+import { SealedBox } from './delivery/sealed.js';
+import { createSourceProviderFactory } from './sources/provider.js';
 import { type Logger, createLogger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
+import { attachStoreGauges } from './observe/store-gauges.js';
+import { Notifier, resolveNotifySettings } from './observe/notify.js';
 import { connect } from './store/connect.js';
 import { Store } from './store/store.js';
 import { RevocationWatch } from './verify/revocation-watch.js';
+import { RevocationListener } from './store/pg-notify.js';
+import { withStartupLock } from './store/startup-lock.js';
 import { type FailureReason, Verifier } from './verify/verifier.js';
 
 export interface Tokenwarden {
@@ -25,6 +32,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Extra parts wired in by callers (delivery controller, UI, …). */
   plugins?: AppContext['plugins'];
+  /** The delivery controller's knobs (tests drive it by hand with autoStart: false). */
+  delivery?: DeliveryOptions;
   listen?: boolean;
 }
 
@@ -36,12 +45,15 @@ const RESULTS: (FailureReason | 'ok' | 'insufficient_scope')[] = [
 export async function startTokenwarden(config: ResolvedConfig, options: StartOptions = {}): Promise<Tokenwarden> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger({ level: config.log.level });
+  // Read before opening the store, so a bad notifications.secretFile fails the start cleanly.
+  const notifySettings = resolveNotifySettings(config.notifications);
   const store = new Store(await connect(config.store.url));
   const authority = new Authority(store, clock, {
     maxLifetimeMs: config.durations.maxLifetimeMs,
     defaultLifetimeMs: config.durations.defaultLifetimeMs,
   });
-  const bootstrap = await authority.bootstrap();
+  // Replicas starting together on PostgreSQL take turns, so exactly one creates the first admin.
+  const bootstrap = await withStartupLock(store, () => authority.bootstrap());
   const verifier = new Verifier(
     store,
     clock,
@@ -55,18 +67,47 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     authority.events,
   );
   const metrics = new Metrics();
+  attachStoreGauges(metrics, store, clock, logger);
   const byResult = Object.fromEntries(RESULTS.map((r) => [r, metrics.verifications.labels(r)]));
+  // Every result starts at 0, so rate() and increase() in alert rules see the first failure.
+  for (const r of RESULTS) metrics.verifications.inc({ result: r }, 0);
   verifier.onResult = (r) => byResult[r]?.inc();
   verifier.lastUse.start();
   const watch = new RevocationWatch(store, verifier, () => Date.now());
   await watch.start();
+  // Several replicas share PostgreSQL: a revocation reaches every cache at once; the poll above reconciles.
+  const fanout =
+    store.engine === 'postgres'
+      ? new RevocationListener({ url: config.store.url, onRevoked: (id) => verifier.markRevoked(id), onResync: () => watch.check(), logger })
+      : undefined;
+  await fanout?.start();
 
-  const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins };
+  const notifier = notifySettings ? new Notifier(store, clock, metrics, logger, notifySettings) : undefined;
+  const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins, notifier };
+  // Bindings (config file and API) and the rotation controller; the controller starts once the app listens.
+  // Bindings with `source:` deliver an upstream's token instead of a minted one (src/sources/provider.ts).
+  const sourceProvider =
+    options.delivery?.sourceProvider ??
+    createSourceProviderFactory({ store, clock, logger, metrics, sealed: SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location)), kubernetes: options.delivery?.kubernetes });
+  const delivery = createDelivery({ config, store, authority, verifier, metrics, clock, logger }, { ...options.delivery, sourceProvider });
+  await withStartupLock(store, () => delivery.reconcile());
+  ctx.plugins = [delivery.plugin, ...(ctx.plugins ?? [])];
+  ctx.bindings = delivery.service;
+  ctx.delivery = delivery.controller;
+  const readyBefore = ctx.ready;
+  ctx.ready = async () => {
+    await readyBefore?.();
+    const health = delivery.controller.health();
+    if (!health.ok) throw new Error(health.detail);
+  };
   const app = await buildApp(ctx);
   let url = '';
   if (options.listen !== false) {
     url = await app.listen({ host: config.listen.host, port: config.listen.port });
+    if (config.tls) url = url.replace(/^http:/, 'https:');
   }
+  notifier?.start();
+  delivery.start();
   let closed = false;
   return {
     app,
@@ -76,7 +117,10 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     async close() {
       if (closed) return;
       closed = true;
+      await delivery.stop();
       watch.stop();
+      await notifier?.stop();
+      await fanout?.stop();
       await app.close();
       await verifier.lastUse.stop();
       await store.close();

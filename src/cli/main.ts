@@ -2,7 +2,13 @@ import { Command, CommanderError, Option } from 'commander';
 import { ApiClient, CliError, EXIT, resolveClientSettings } from './client.js';
 import type { OutputFormat } from './output.js';
 import { registerAdminCommands } from './admin.js';
+import { registerBindingCommands } from './bindings.js';
+import { registerAgent } from './agent.js';
+import { registerConfigCommands } from './config.js';
+import { registerGate } from './gate.js';
 import { registerServe } from './serve.js';
+import { registerDoctorCommand } from './doctor.js';
+import { registerNotifyCommands } from './notify.js';
 import { registerTokenCommands } from './tokens.js';
 
 export function buildProgram(): Command {
@@ -21,8 +27,14 @@ export function buildProgram(): Command {
     return { client: new ApiClient(resolveClientSettings(opts)), output: opts.output };
   };
   registerServe(program);
+  registerConfigCommands(program);
+  registerGate(program);
+  registerAgent(program);
   registerTokenCommands(program, ctx);
   registerAdminCommands(program, ctx);
+  registerDoctorCommand(program, ctx);
+  registerNotifyCommands(program, ctx);
+  registerBindingCommands(program, ctx);
   return program;
 }
 

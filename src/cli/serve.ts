@@ -18,20 +18,20 @@ export function registerServe(program: Command): void {
       const { startTokenwarden } = await import('../server.js');
       const tw = await startTokenwarden(config);
       const out = process.stdout;
+      // The credential file is written before "listening" is printed, so whoever waits for that line finds it.
+      const file = opts.bootstrapTokenFile ?? process.env.TOKENWARDEN_BOOTSTRAP_TOKEN_FILE;
+      if (tw.bootstrap && file) writeFileSync(file, `${tw.bootstrap.plaintext}\n`, { mode: 0o600 });
       out.write(`tokenwarden is listening on ${tw.url}\n`);
+      out.write(`web UI: ${tw.url}/ui/   API: ${tw.url}/api/v1 (OpenAPI at /api/v1/openapi.json)\n`);
       out.write(`data: ${tw.ctx.store.location} (${tw.ctx.store.engine})\n`);
-      if (tw.bootstrap) {
-        const file = opts.bootstrapTokenFile ?? process.env.TOKENWARDEN_BOOTSTRAP_TOKEN_FILE;
-        if (file) {
-          writeFileSync(file, `${tw.bootstrap.plaintext}\n`, { mode: 0o600 });
-          out.write(`first admin token written to ${file} (mode 0600); it is not shown again\n`);
-        } else {
-          out.write(
-            `\nFirst admin token for identity "admin" (shown once, never again; store it now):\n\n  ${tw.bootstrap.plaintext}\n\n` +
-              `Next:\n  export TOKENWARDEN_TOKEN=<the token above>\n  tokenwarden whoami\n  tokenwarden actor create bot-prometheus --role metrics-read\n` +
-              `  tokenwarden token create --actor bot-prometheus --name scrape --scope metrics.read --expires-in 30d\n\n`,
-          );
-        }
+      if (tw.bootstrap && file) {
+        out.write(`first admin token written to ${file} (mode 0600); it is not shown again\n`);
+      } else if (tw.bootstrap) {
+        out.write(
+          `\nFirst admin token for identity "admin" (shown once, never again; store it now):\n\n  ${tw.bootstrap.plaintext}\n\n` +
+            `Next:\n  export TOKENWARDEN_TOKEN=<the token above>\n  tokenwarden whoami\n  tokenwarden actor create bot-prometheus --role metrics-read\n` +
+            `  tokenwarden token create --actor bot-prometheus --name scrape --scope metrics.read --expires-in 30d\n\n`,
+        );
       }
       let stopping = false;
       const stop = async (signal: string) => {

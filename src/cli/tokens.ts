@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { type OutputFormat, print, relative } from './output.js';
-import type { ApiClient } from './client.js';
+import { type ApiClient, CliError, EXIT } from './client.js';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 
@@ -98,16 +98,39 @@ export function registerTokenCommands(program: Command, ctx: Ctx): void {
     .command('unused')
     .description('live tokens not used for N days (seed 004: "last synced at"), with an optional revoke')
     .option('-d, --days <n>', 'days without use', '30')
-    .option('--revoke', 'revoke every token listed')
-    .action(async (o: { days: string; revoke?: boolean }) => {
+    .option('--revoke', 'revoke every token listed, after a confirmation read from stdin')
+    .option('-y, --yes', 'with --revoke: do not ask')
+    .action(async (o: { days: string; revoke?: boolean; yes?: boolean }) => {
       const { client, output } = ctx();
       const res = await client.request('GET', `/api/v1/tokens/unused?days=${encodeURIComponent(o.days)}`);
       print(output, res.items, TOKEN_COLUMNS);
-      if (o.revoke) {
+      if (o.revoke && res.items.length) {
+        if (!o.yes && !(await confirm(`Revoke these ${res.items.length} token(s)? [y/N] `))) {
+          throw new CliError('not confirmed: nothing was revoked (answer "y", or pass --yes)', EXIT.usage);
+        }
         for (const t of res.items) {
           await client.request('POST', `/api/v1/tokens/${encodeURIComponent(t.id)}/revoke`, { reason: `unused for ${o.days} days` });
           process.stderr.write(`revoked ${t.id} (${t.actor}/${t.name})\n`);
         }
       }
     });
+}
+
+/** Asks on stderr and reads one line from stdin; anything but y/yes is a no (also a closed stdin). */
+function confirm(question: string): Promise<boolean> {
+  process.stderr.write(question);
+  return new Promise((resolve) => {
+    let data = '';
+    const done = () => {
+      process.stdin.off('data', onData);
+      process.stdin.pause();
+      resolve(/^\s*y(es)?\s*$/i.test(data.split('\n')[0] ?? ''));
+    };
+    const onData = (c: Buffer | string) => {
+      data += c;
+      if (data.includes('\n')) done();
+    };
+    process.stdin.on('data', onData);
+    process.stdin.once('end', done);
+  });
 }

@@ -3,6 +3,8 @@ import { type Static, Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../clock.js';
+import { BindingSpecSchema } from './binding-schema.js';
+import { describeSchemaErrors } from './problems.js';
 
 /** Durations are written as "90d", "12h", "30s" or a number of seconds. */
 export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|w)?\\s*$' }), T.Number({ minimum: 0 })], {
@@ -32,7 +34,43 @@ export const ServerConfigSchema = T.Object(
       },
       { default: {} },
     ),
+    tls: T.Optional(
+      T.Object(
+        {
+          cert: T.String({ minLength: 1, description: 'PEM certificate chain file (e.g. tls.crt from a cert-manager Secret)' }),
+          key: T.String({ minLength: 1, description: 'PEM private key file (e.g. tls.key)' }),
+          reloadInterval: T.Optional(Duration),
+        },
+        { additionalProperties: false, description: 'serve HTTPS; the files are re-read when they change' },
+      ),
+    ),
+    // Webhook notices before expiry, on rotation failure and for unused tokens (observe/notify.ts, docs/observability.md).
+    notifications: T.Object(
+      {
+        webhookUrl: T.Optional(T.String({ pattern: '^https?://', description: 'where notices are POSTed as JSON; unset turns notifications off' })),
+        secretFile: T.Optional(T.String({ description: 'file holding the HMAC-SHA256 key for X-Tokenwarden-Signature (or env TOKENWARDEN_WEBHOOK_SECRET)' })),
+        expiryWarning: T.Optional(Duration),
+        unusedFor: T.Optional(Duration),
+        repeatAfter: T.Optional(Duration),
+        checkInterval: T.Optional(Duration),
+        timeout: T.Optional(Duration),
+        retryAttempts: T.Integer({ minimum: 1, maximum: 50, default: 6 }),
+        retryBackoff: T.Optional(Duration),
+      },
+      { default: {}, additionalProperties: false },
+    ),
     log: T.Object({ level: T.Union([T.Literal('fatal'), T.Literal('error'), T.Literal('warn'), T.Literal('info'), T.Literal('debug'), T.Literal('trace'), T.Literal('silent')], { default: 'info' }) }, { default: {} }),
+    // Delivery bindings declared here are reconciled into the store at start (see docs/bindings.md).
+    bindings: T.Array(BindingSpecSchema, { default: [] }),
+    delivery: T.Object(
+      {
+        keyFile: T.Optional(T.String({ description: 'AES-256 key sealing in-flight rotation tokens; default: delivery.key next to the SQLite file (share it between replicas)' })),
+        interval: T.Optional(Duration),
+        leaseTtl: T.Optional(Duration),
+        enabled: T.Boolean({ default: true, description: 'run the delivery controller in this process' }),
+      },
+      { default: {} },
+    ),
   },
   { additionalProperties: true },
 );
@@ -63,8 +101,13 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
   TOKENWARDEN_MAX_TOKEN_LIFETIME: ['tokens', 'maxLifetime', 'string'],
   TOKENWARDEN_DEFAULT_TOKEN_LIFETIME: ['tokens', 'defaultLifetime', 'string'],
   TOKENWARDEN_LOG_LEVEL: ['log', 'level', 'string'],
+  TOKENWARDEN_NOTIFY_WEBHOOK_URL: ['notifications', 'webhookUrl', 'string'],
+  TOKENWARDEN_NOTIFY_SECRET_FILE: ['notifications', 'secretFile', 'string'],
+  TOKENWARDEN_TLS_CERT: ['tls', 'cert', 'string'],
+  TOKENWARDEN_TLS_KEY: ['tls', 'key', 'string'],
   TOKENWARDEN_VERIFY_FAILURE_LIMIT: ['verify', 'failureLimit', 'int'],
   TOKENWARDEN_VERIFY_CACHE_TTL: ['verify', 'cacheTtl', 'string'],
+  TOKENWARDEN_DELIVERY_KEY_FILE: ['delivery', 'keyFile', 'string'],
 };
 
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, Record<string, unknown>> } = {}): ResolvedConfig {
@@ -85,9 +128,11 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   }
   const env = options.env ?? process.env;
   const problems: string[] = [];
+  const envSources = new Map<string, string>();
   for (const [name, [section, key, kind]] of Object.entries(ENV_KEYS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    envSources.set(`${section}.${key}`, name);
     raw[section] ??= {};
     if (kind === 'int') {
       if (!/^\d+$/.test(value)) problems.push(`${name} must be a whole number, got "${value}"`);
@@ -98,9 +143,7 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
     raw[section] = { ...(raw[section] ?? {}), ...Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) };
   }
   const withDefaults = Value.Default(ServerConfigSchema, Value.Clone(raw)) as ServerConfig;
-  for (const err of Value.Errors(ServerConfigSchema, withDefaults)) {
-    problems.push(`${err.path.replace(/^\//, '').replace(/\//g, '.') || '(root)'}: ${err.message}`);
-  }
+  problems.push(...describeSchemaErrors(Value.Errors(ServerConfigSchema, withDefaults), envSources));
   if (problems.length) throw new ConfigError(problems);
   const d = (value: string | number | undefined, fallback: string) => parseDuration(value ?? fallback)!;
   const durations = {

@@ -15,4 +15,10 @@ export interface Sink {
   read(): Promise<string | null>;
   /** Deletes what was delivered (binding removal). Succeeds when already gone. */
   remove(): Promise<void>;
+  /**
+   * Optional check at apply time (a writable directory, an existing namespace). Throws a
+   * Problem whose `field` names the sink's own field (e.g. "path", "namespace"); the caller
+   * prefixes it with the sink's position ("sinks.0.path").
+   */
+  check?(): Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Problem } from '../errors.js';
@@ -7,7 +7,12 @@ import type { AppContext } from './context.js';
 import { bearerFrom, challenge, createForwardAuthHandler, sourceOf } from './forward-auth.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
+import { registerDoctorRoutes } from '../observe/doctor/routes.js';
+import { registerNotificationRoutes } from '../observe/notify-routes.js';
+import { createNodeServer } from './tls.js';
+import { registerPolicyRoutes } from './routes/policy.js';
 import { registerTokenRoutes } from './routes/tokens.js';
+import { registerUi } from './ui.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -26,12 +31,13 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
     // The forward-auth check runs before the framework: it is on every request of the services behind the proxy.
+    // HTTPS when `tls` is configured, with the certificate reloaded when its files change.
     serverFactory: (handler) =>
-      createServer((req: IncomingMessage, res: ServerResponse) => {
+      createNodeServer(ctx.config.tls, (req: IncomingMessage, res: ServerResponse) => {
         const url = req.url ?? '';
         if (url.startsWith('/auth') && (url.length === 5 || url.charCodeAt(5) === 63) /* ? */) return forwardAuth(req, res);
         handler(req, res);
-      }),
+      }, ctx.logger),
   });
   app.decorateRequest('principal', null as never);
 
@@ -69,10 +75,14 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     async (api) => {
       registerTokenRoutes(api, ctx);
       registerAdminRoutes(api, ctx);
+      registerPolicyRoutes(api, ctx);
+      registerNotificationRoutes(api, ctx);
+      registerDoctorRoutes(api, ctx);
       api.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     },
     { prefix: '/api/v1' },
   );
+  registerUi(app);
   for (const plugin of ctx.plugins ?? []) await plugin(app, ctx);
   return app;
 }

@@ -18,6 +18,11 @@ export interface AppContext {
   /** Extra route plugins contributed by other parts (delivery, UI, …). */
   plugins?: ((app: import('fastify').FastifyInstance, ctx: AppContext) => Promise<void> | void)[];
   ready?: () => Promise<void>;
+  /** Delivery bindings (API, CLI, UI) and the controller that rotates them. */
+  bindings?: import('../delivery/service.js').BindingService;
+  delivery?: import('../delivery/controller.js').DeliveryController;
+  /** The webhook notifier, when `notifications.webhookUrl` is set. */
+  notifier?: import('../observe/notify.js').Notifier;
 }
 
 declare module 'fastify' {

@@ -24,12 +24,21 @@ export class Metrics {
     help: 'Expiry time of each live token (unix seconds); alert on (this - time()) for unmanaged tokens',
     labelNames: ['token_id', 'token_name', 'actor', 'managed'] as const,
     registers: [this.registry],
+    collect: () => this.beforeCollect(),
+  });
+  readonly tokenExpiresIn = new Gauge({
+    name: 'tokenwarden_token_expires_in_seconds',
+    help: 'Seconds until each live token expires; managed="true" when a binding rotates it',
+    labelNames: ['token_id', 'token_name', 'actor', 'managed'] as const,
+    registers: [this.registry],
+    collect: () => this.beforeCollect(),
   });
   readonly tokensByState = new Gauge({
     name: 'tokenwarden_tokens',
     help: 'Tokens by state',
     labelNames: ['state'] as const,
     registers: [this.registry],
+    collect: () => this.beforeCollect(),
   });
 
   // Delivery, rotation and upstream refresh. `binding` is the binding's name (operator-chosen, never a secret).
@@ -69,6 +78,38 @@ export class Metrics {
     labelNames: ['binding', 'source'] as const,
     registers: [this.registry],
   });
+
+  readonly bindingExpiresIn = new Gauge({
+    name: 'tokenwarden_binding_token_expires_in_seconds',
+    help: 'Seconds until the token currently delivered by each binding expires',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+    collect: () => this.beforeCollect(),
+  });
+  readonly notifications = new Counter({
+    name: 'tokenwarden_notifications_total',
+    help: 'Webhook notifications by kind (token.expiring, token.unused, rotation.failed) and outcome (sent, retry, failed)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly collectors: (() => Promise<void>)[] = [];
+  private collecting: Promise<void> | undefined;
+
+  /** Work to run once per scrape before the gauges above are read (they are computed from the store). */
+  onCollect(collector: () => Promise<void>): void {
+    this.collectors.push(collector);
+  }
+
+  /** Every gauge's collect() joins the same in-flight run, so one scrape reads the store once. */
+  private beforeCollect(): Promise<void> {
+    this.collecting ??= Promise.all(this.collectors.map((c) => c()))
+      .then(() => undefined)
+      .finally(() => {
+        this.collecting = undefined;
+      });
+    return this.collecting;
+  }
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tokenwarden_process_' });

@@ -31,8 +31,12 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
   if (/^postgres(ql)?:/.test(url)) {
     engine = 'postgres';
     const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
-    // A dropped connection must not crash the process; the pool replaces it.
+    // A dropped connection must not crash the process; the pool replaces it. The pool listens for
+    // errors only on idle clients: one checked out between two queries (a database restart, a
+    // network cut) would emit an unhandled 'error' and end the process, so every client gets a
+    // listener of its own. Its next query fails, and the pool discards it on release.
     pool.on('error', () => undefined);
+    pool.on('connect', (client) => client.on('error', () => undefined));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   } else {
     engine = 'sqlite';

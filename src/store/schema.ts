@@ -74,6 +74,22 @@ export interface SettingTable {
   value: string;
 }
 
+/** The webhook outbox (observe/notify.ts). The payload never holds a secret. */
+export interface NotificationTable {
+  id: string;
+  dedup_key: string;
+  kind: string;
+  subject: string;
+  /** JSON body sent to the webhook. */
+  payload: string;
+  created_at: number;
+  attempts: number;
+  next_attempt_at: number;
+  delivered_at: number | null;
+  failed_at: number | null;
+  last_error: string | null;
+}
+
 export interface Database {
   actors: ActorTable;
   roles: RoleTable;
@@ -82,4 +98,5 @@ export interface Database {
   tokens: TokenTable;
   audit: AuditTable;
   settings: SettingTable;
+  notifications: NotificationTable;
 }

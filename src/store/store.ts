@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Connection } from './connect.js';
+import { notifyRevoked } from './pg-notify.js';
 import type { ActorTable, AuditTable, Database, RoleTable, ScopeTable, TokenTable } from './schema.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -213,7 +214,10 @@ export class Store {
       .where('id', '=', id)
       .where('revoked_at', 'is', null)
       .executeTakeFirst();
-    return Number(res.numUpdatedRows) > 0;
+    const revoked = Number(res.numUpdatedRows) > 0;
+    // Other replicas drop the token from their caches when this commits (see pg-notify.ts).
+    if (revoked && this.engine === 'postgres') await notifyRevoked(this.db, id);
+    return revoked;
   }
   async shortenExpiry(id: string, at: number): Promise<void> {
     await this.db.updateTable('tokens').set({ expires_at: at }).where('id', '=', id).where('expires_at', '>', at).execute();

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -95,14 +95,17 @@ export function parseToken(text: string | undefined): ParsedToken {
 }
 
 export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
+  // The one-shot form: about three times cheaper than createHash(), and this runs on every check.
+  return hash('sha256', secret, 'hex');
 }
 
-/** Constant-time comparison of a presented secret against a stored hash. */
+/** Constant-time comparison of a presented secret against a stored hash (hex, so no Buffers per call). */
 export function secretMatches(secret: string, storedHash: string): boolean {
-  const presented = Buffer.from(hashSecret(secret), 'hex');
-  const stored = Buffer.from(storedHash, 'hex');
-  return presented.length === stored.length && timingSafeEqual(presented, stored);
+  const presented = hashSecret(secret);
+  if (presented.length !== storedHash.length) return false;
+  let diff = 0;
+  for (let i = 0; i < presented.length; i++) diff |= presented.charCodeAt(i) ^ storedHash.charCodeAt(i);
+  return diff === 0;
 }
 
 /** Replaces anything that looks like a tokenwarden token with its public id only. */

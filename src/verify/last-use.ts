@@ -1,4 +1,5 @@
 import type { Store } from '../store/store.js';
+import { redactTokens } from '../token/format.js';
 
 /**
  * Coalesces last-use facts in memory and writes them in one batch per interval, so the
@@ -17,7 +18,7 @@ export class LastUseRecorder {
     if (prev) {
       prev.at = at;
       prev.ip = source.ip;
-      prev.agent = source.userAgent;
+      prev.agent = source.userAgent?.slice(0, 256) ?? null;
     } else {
       this.pending.set(tokenId, { at, ip: source.ip, agent: source.userAgent?.slice(0, 256) ?? null });
     }
@@ -38,7 +39,8 @@ export class LastUseRecorder {
     const batch = this.pending;
     this.pending = new Map();
     try {
-      await this.store.recordLastUse([...batch].map(([id, v]) => ({ id, ...v })));
+      // A client that puts its token in the User-Agent must not get it stored; redacted here, off the hot path.
+      await this.store.recordLastUse([...batch].map(([id, v]) => ({ id, ...v, agent: v.agent === null ? null : redactTokens(v.agent) })));
     } catch (err) {
       // Keep what failed for the next attempt, unless newer facts arrived meanwhile.
       for (const [id, v] of batch) if (!this.pending.has(id)) this.pending.set(id, v);

@@ -38,6 +38,8 @@ export interface Source {
 interface Positive {
   hash: string;
   identity: Identity;
+  /** The answer itself, built once per store hit and handed out on every cache hit. */
+  verdict: Verification;
   until: number;
 }
 
@@ -66,18 +68,24 @@ export class Verifier {
     events?.on('actor-changed', (actorId) => this.invalidateActor(actorId));
   }
 
-  async verify(bearer: string | undefined, source: Source): Promise<Verification> {
+  /**
+   * The whole check when it needs no I/O: rate limit, parse, positive and negative caches.
+   * Synchronous so that the common case (a cached token) costs no promise and no allocation
+   * beyond what the caller builds. `undefined` means the store must be asked (see `verify`).
+   */
+  verifyCached(bearer: string | undefined, source: Source): Verification | undefined {
     const key = source.ip ?? '';
-    if (this.limiter.blocked(key)) return this.fail('rate_limited', 'too many failed attempts from this address; wait and retry');
+    if (this.limiter.blocked(key)) return this.refuse('rate_limited');
     const parsed = parseToken(bearer);
     if (!parsed.ok) {
-      const reason = parsed.reason === 'empty' ? 'missing' : 'malformed';
-      if (reason === 'malformed') this.limiter.fail(key);
-      return { ...this.fail(reason, reason === 'missing' ? 'no bearer token was given' : 'the token is malformed'), parseFailure: parsed.reason };
+      if (parsed.reason === 'empty') return this.refuse('missing');
+      this.limiter.fail(key);
+      this.onResult('malformed');
+      return MALFORMED[parsed.reason];
     }
     const now = this.clock.now();
     const cached = this.positive.get(parsed.id);
-    if (cached && cached.until > now) {
+    if (cached !== undefined && cached.until > now) {
       if (!secretMatches(parsed.secret, cached.hash)) return this.failed(key, 'unknown');
       if (cached.identity.expiresAt <= now) {
         this.positive.delete(parsed.id);
@@ -85,11 +93,22 @@ export class Verifier {
       }
       this.lastUse.note(parsed.id, now, source);
       this.onResult('ok');
-      return { ok: true, identity: cached.identity };
+      return cached.verdict;
     }
     const negative = this.negative.get(parsed.id);
-    if (negative && negative.until > now) return this.failed(key, negative.reason);
+    if (negative !== undefined && negative.until > now) return this.failed(key, negative.reason);
+    return undefined;
+  }
 
+  async verify(bearer: string | undefined, source: Source): Promise<Verification> {
+    return this.verifyCached(bearer, source) ?? this.verifyFromStore(bearer!, source);
+  }
+
+  /** The store hit, after `verifyCached` found nothing: the token parses and is in no cache. */
+  private async verifyFromStore(bearer: string, source: Source): Promise<Verification> {
+    const key = source.ip ?? '';
+    const parsed = parseToken(bearer) as Extract<ReturnType<typeof parseToken>, { ok: true }>;
+    const now = this.clock.now();
     const row = await this.store.findTokenForVerify(parsed.id);
     if (!row || !secretMatches(parsed.secret, row.secret_hash)) {
       if (!row) this.remember(parsed.id, 'unknown', now + this.options.negativeTtlMs);
@@ -106,7 +125,7 @@ export class Verifier {
     }
     if (row.actor_disabled) return this.failed(key, 'disabled');
     const held = new Set(await this.store.scopesOfActor(row.actor_id));
-    const identity: Identity = {
+    const identity: Identity = Object.freeze({
       tokenId: row.id,
       tokenName: row.name,
       actorId: row.actor_id,
@@ -114,11 +133,13 @@ export class Verifier {
       actorKind: row.actor_kind,
       scopes: Object.freeze((JSON.parse(row.scopes) as string[]).filter((s) => held.has(s))),
       expiresAt: row.expires_at,
-    };
-    this.cachePositive(parsed.id, { hash: row.secret_hash, identity, until: Math.min(now + this.options.cacheTtlMs, row.expires_at) });
+    });
+    const verdict: Verification = Object.freeze({ ok: true as const, identity });
+    const until = Math.min(now + this.options.cacheTtlMs, row.expires_at);
+    if (until > now) this.cachePositive(parsed.id, { hash: row.secret_hash, identity, verdict, until });
     this.lastUse.note(parsed.id, now, source);
     this.onResult('ok');
-    return { ok: true, identity };
+    return verdict;
   }
 
   invalidate(tokenId: string): void {
@@ -158,12 +179,12 @@ export class Verifier {
 
   private failed(key: string, reason: FailureReason): Verification {
     this.limiter.fail(key);
-    return this.fail(reason, FAILURE_DETAIL[reason]);
+    return this.refuse(reason);
   }
 
-  private fail(reason: FailureReason, detail: string): Extract<Verification, { ok: false }> {
+  private refuse(reason: FailureReason): Verification {
     this.onResult(reason);
-    return { ok: false, reason, detail };
+    return REFUSALS[reason];
   }
 }
 
@@ -177,10 +198,23 @@ const FAILURE_DETAIL: Record<FailureReason, string> = {
   rate_limited: 'too many failed attempts from this address; wait and retry',
 };
 
-/** Scope check shared by forward-auth, the gate and the API. */
-export function hasScopes(identity: Identity, required: readonly string[], satisfy: 'all' | 'any'): string[] {
-  if (!required.length) return [];
-  const missing = required.filter((s) => !identity.scopes.includes(s));
-  if (satisfy === 'any') return missing.length < required.length ? [] : missing;
-  return missing;
+/** Refusals are constants: a flood of bad tokens allocates nothing per request. */
+const REFUSALS = Object.fromEntries(
+  Object.entries(FAILURE_DETAIL).map(([reason, detail]) => [reason, Object.freeze({ ok: false, reason, detail })]),
+) as Record<FailureReason, Verification>;
+
+const MALFORMED = Object.fromEntries(
+  (['prefix', 'length', 'charset', 'checksum'] as const).map((p) => [p, Object.freeze({ ok: false, reason: 'malformed', detail: FAILURE_DETAIL.malformed, parseFailure: p })]),
+) as Record<Exclude<ParseFailure, 'empty'>, Verification>;
+
+const NONE: readonly string[] = Object.freeze([]);
+
+/** Scope check shared by forward-auth, the gate and the API: the required scopes the identity lacks. */
+export function hasScopes(identity: Identity, required: readonly string[], satisfy: 'all' | 'any'): readonly string[] {
+  if (!required.length) return NONE;
+  // The common answer (nothing missing) allocates nothing.
+  let held = 0;
+  for (const s of required) if (identity.scopes.includes(s)) held++;
+  if (satisfy === 'any' ? held > 0 : held === required.length) return NONE;
+  return required.filter((s) => !identity.scopes.includes(s));
 }

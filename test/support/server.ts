@@ -30,6 +30,8 @@ export interface TestServerOptions {
   storeUrl?: string;
   config?: Record<string, Record<string, unknown>>;
   plugins?: AppContext['plugins'];
+  /** Delivery controller knobs, e.g. { autoStart: false } to drive it with controller.tick(). */
+  delivery?: import('../../src/delivery/index.js').DeliveryOptions;
   /** Reuse an admin token (after a restart on the same store). */
   adminToken?: string;
 }
@@ -52,6 +54,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     clock: options.clock,
     logger: createLogger({ level: 'info', stream }),
     plugins: options.plugins,
+    delivery: options.delivery,
   });
   const adminToken = tw.bootstrap ? rememberSecret(tw.bootstrap.plaintext) : options.adminToken;
   if (!adminToken) throw new Error('store was already bootstrapped: pass adminToken');

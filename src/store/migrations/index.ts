@@ -1,5 +1,8 @@
 import type { Kysely, Migration, MigrationProvider } from 'kysely';
 import * as m001 from './001_authority.js';
+import * as m002 from './002_delivery.js';
+import * as m003 from './003_sources.js';
+import * as m004 from './004_notifications.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export interface MigrationContext {
@@ -11,6 +14,9 @@ type Step = { up(db: Kysely<any>, ctx: MigrationContext): Promise<void> };
 /** One migration history for both engines. Append new steps; never edit a shipped one. */
 const STEPS: Record<string, Step> = {
   '001_authority': m001,
+  '002_delivery': m002,
+  '003_sources': m003,
+  '004_notifications': m004,
 };
 
 export class InCodeMigrations implements MigrationProvider {

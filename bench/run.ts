@@ -1,0 +1,250 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { systemClock } from '../src/clock.js';
+import { connect } from '../src/store/connect.js';
+import { Store } from '../src/store/store.js';
+import { Verifier } from '../src/verify/verifier.js';
+import { type Nginx, renderShipped, startNginx } from '../test/support/nginx.js';
+import { freePort } from '../test/support/ports.js';
+import { seedStore } from './seed.js';
+import { type WrkResult, wrk } from './wrk.js';
+
+/**
+ * `npm run bench`: what the token check costs, side by side in one run on loopback.
+ * Every wrk run is short (BENCH_SECONDS, default 5) and repeated BENCH_ROUNDS times (default 3),
+ * interleaved, and the table shows the median of each figure: the machine is shared and noisy.
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = 64;
+const THREADS = 2;
+const SCALE = (process.env.BENCH_SCALE ?? '10,10000,1000000').split(',').map(Number);
+
+const dir = mkdtempSync(join(tmpdir(), 'tokenwarden-bench-'));
+const children: ChildProcess[] = [];
+const proxies: Nginx[] = [];
+
+function log(line: string) {
+  process.stderr.write(`${line}\n`);
+}
+
+function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((ok, fail) => {
+    let out = '';
+    child.stdout!.on('data', (c) => {
+      out += c;
+      if (out.includes('listening on')) ok(child);
+    });
+    child.once('exit', (code) => fail(new Error(`${args[0]} exited with ${code}: ${out}`)));
+  });
+}
+
+async function expectStatus(url: string, header: string | undefined, status: number, what: string) {
+  const res = await fetch(url, { headers: header ? { authorization: header.replace(/^Authorization: /, '') } : {} });
+  await res.arrayBuffer();
+  if (res.status !== status) throw new Error(`${what}: expected ${status} from ${url}, got ${res.status}`);
+}
+
+interface Case {
+  key: string;
+  label: string;
+  url: string;
+  header?: string;
+  script?: string;
+  expect: number;
+  /** The processes that serve this case, whose CPU time is charged to it. */
+  servers: () => number[];
+}
+
+const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
+
+/** user + system CPU time of a process, in microseconds (from /proc, so it ignores time spent waiting for a core). */
+function cpuUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+  } catch {
+    return 0;
+  }
+}
+
+/** A process and its direct children (nginx's master and workers). */
+function family(pid: number): number[] {
+  const out = [pid];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function main() {
+  for (const tool of ['wrk', 'nginx']) {
+    try {
+      execFileSync('which', [tool], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`${tool} is not installed (apt-get install ${tool})`);
+    }
+  }
+  log(`bench: working in ${dir}`);
+  const db = join(dir, 'tokenwarden.db');
+  const tokens = await seedStore(db, 10_000, 10_000);
+  const tokensFile = join(dir, 'tokens.txt');
+  writeFileSync(tokensFile, `${tokens.join('\n')}\n`, { mode: 0o600 });
+  const valid = `Authorization: Bearer ${tokens[0]}`;
+  // Token-shaped, wrong checksum: the most work a garbage token can cause before it is refused.
+  const garbage = `Authorization: Bearer ${tokens[1]!.slice(0, -6)}AAAAAA`;
+
+  const [barePort, warmPort, coldPort, n5, n6, n7] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const bare = (await spawnServer(['bench/bare-server.ts', String(barePort)], { BENCH_EXPECTED_AUTH: valid.replace(/^Authorization: /, '') })).pid!;
+  const warm = (await spawnServer(['bench/tw-server.ts', String(warmPort), db, '10s', '100000'])).pid!;
+  const cold = (await spawnServer(['bench/tw-server.ts', String(coldPort), db, '0s', '1'])).pid!;
+
+  const root = join(dir, 'www');
+  mkdirSync(root);
+  writeFileSync(join(root, 'metrics'), 'node_up 1\n');
+  const nginxAt = async (name: string, port: number, site: string) => {
+    const prefix = join(dir, name);
+    mkdirSync(prefix);
+    const n = await startNginx(prefix, site, { errorLog: join(prefix, 'error.log'), accessLog: 'off' }, [port]);
+    proxies.push(n);
+    return n.child.pid!;
+  };
+  // (5) and (6) render the shipped config, so the benchmark measures what users deploy.
+  const shipped = (upstreamPort: number, port: number) =>
+    renderShipped('deploy/nginx/tokenwarden-auth.conf', { TOKENWARDEN: `127.0.0.1:${upstreamPort}`, LISTEN: `127.0.0.1:${port}`, SCOPE: 'metrics.read', ROOT: root });
+  const ng5 = await nginxAt('nginx-tokenwarden', n5, shipped(warmPort, n5));
+  const ng6 = await nginxAt('nginx-bare', n6, shipped(barePort, n6));
+  const ng7 = await nginxAt('nginx-alone', n7, `server { listen 127.0.0.1:${n7}; location / { root ${root}; } }`);
+
+  const cases: Case[] = [
+    { key: '1', label: 'bare node:http, constant header compare', url: `http://127.0.0.1:${barePort}/auth?scope=metrics.read`, header: valid, expect: 200, servers: () => [bare] },
+    { key: '2', label: 'tokenwarden /auth, valid token (cached)', url: `http://127.0.0.1:${warmPort}/auth?scope=metrics.read`, header: valid, expect: 200, servers: () => [warm] },
+    { key: '3', label: 'tokenwarden /auth, garbage token', url: `http://127.0.0.1:${warmPort}/auth?scope=metrics.read`, header: garbage, expect: 401, servers: () => [warm] },
+    { key: '4', label: 'tokenwarden /auth, valid token, cold (10k distinct, no cache)', url: `http://127.0.0.1:${coldPort}/auth?scope=metrics.read`, script: resolve('bench/cycle.lua'), expect: 200, servers: () => [cold] },
+    { key: '5', label: 'nginx auth_request -> tokenwarden', url: `http://127.0.0.1:${n5}/metrics`, header: valid, expect: 200, servers: () => [...family(ng5), warm] },
+    { key: '6', label: 'nginx auth_request -> bare server (1)', url: `http://127.0.0.1:${n6}/metrics`, header: valid, expect: 200, servers: () => [...family(ng6), bare] },
+    { key: '7', label: 'nginx alone (static file)', url: `http://127.0.0.1:${n7}/metrics`, expect: 200, servers: () => family(ng7) },
+  ];
+  const only = process.env.BENCH_CASES?.split(',');
+  if (only) cases.splice(0, cases.length, ...cases.filter((c) => only.includes(c.key)));
+  for (const c of cases) await expectStatus(c.url, c.header ?? (c.script ? valid : undefined), c.expect, `case (${c.key})`);
+
+  const results = new Map<string, WrkResult[]>(cases.map((c) => [c.key, []]));
+  const env = { BENCH_TOKENS: tokensFile };
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const c of cases) {
+      const opts = { connections: CONNECTIONS, threads: THREADS, header: c.header, script: c.script, env };
+      await wrk(c.url, { ...opts, seconds: 1 }); // warm-up: JIT, caches, keep-alive pools
+      const pids = c.servers();
+      const cpu0 = pids.reduce((a, p) => a + cpuUs(p), 0);
+      const r = await wrk(c.url, { ...opts, seconds: SECONDS });
+      r.cpuUsPerReq = (pids.reduce((a, p) => a + cpuUs(p), 0) - cpu0) / r.requests;
+      const wrong = c.expect === 200 ? r.non2xx : r.requests - r.non2xx;
+      if (wrong > 0 || r.errors > 0) log(`  warning: case (${c.key}) had ${wrong} unexpected answers and ${r.errors} socket errors`);
+      results.get(c.key)!.push(r);
+      log(`round ${round}/${ROUNDS} (${c.key}) ${c.label}: ${Math.round(r.rps)} req/s, p50 ${r.p50ms.toFixed(2)} ms, p99 ${r.p99ms.toFixed(2)} ms, ${r.cpuUsPerReq!.toFixed(1)} CPU us/req`);
+    }
+  }
+  for (const p of proxies) await p.stop();
+  for (const c of children) c.kill('SIGTERM');
+
+  const med = (key: string) => {
+    const rs = results.get(key)!;
+    return { rps: median(rs.map((r) => r.rps)), p50: median(rs.map((r) => r.p50ms)), p99: median(rs.map((r) => r.p99ms)), cpu: median(rs.map((r) => r.cpuUsPerReq!)) };
+  };
+  const ratioOf: Record<string, string> = { '2': '1', '3': '1', '4': '1', '5': '6', '6': '7' };
+  for (const [k, base] of Object.entries(ratioOf)) if (!results.has(base)) delete ratioOf[k];
+  const rows = cases.map((c) => {
+    const m = med(c.key);
+    const base = ratioOf[c.key];
+    const b = base ? med(base) : undefined;
+    return [
+      `(${c.key}) ${c.label}`,
+      Math.round(m.rps).toLocaleString('en-US'),
+      m.p50.toFixed(2),
+      m.p99.toFixed(2),
+      b ? `(${c.key})/(${base})` : '',
+      b ? `${(m.rps / b.rps).toFixed(2)}x` : '',
+      b ? `${(m.p99 / b.p99).toFixed(2)}x` : '',
+      m.cpu.toFixed(1),
+      b ? `${(m.cpu / b.cpu).toFixed(2)}x` : '',
+    ];
+  });
+  const header = ['case', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'req/s ratio', 'p99 ratio', 'server CPU us/req', 'CPU ratio'];
+
+  // Verify cost against the size of the store: cold lookups (no cache) in-process, one at a time.
+  const scaleRows: string[][] = [];
+  for (const n of SCALE) {
+    const started = Date.now();
+    const path = join(dir, `scale-${n}.db`);
+    const sample = await seedStore(path, n, Math.min(n, 5000));
+    const seeded = ((Date.now() - started) / 1000).toFixed(1);
+    const r = await coldLookups(path, sample);
+    scaleRows.push([n.toLocaleString('en-US'), Math.round(r.rate).toLocaleString('en-US'), r.p50us.toFixed(0), r.p99us.toFixed(0), `${seeded} s`]);
+    log(`store of ${n}: ${Math.round(r.rate)} cold lookups/s (seeded in ${seeded} s)`);
+    rmSync(path, { force: true });
+    rmSync(`${path}-wal`, { force: true });
+    rmSync(`${path}-shm`, { force: true });
+  }
+
+  const out = process.stdout;
+  out.write(`\ntokenwarden bench: wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s on 127.0.0.1, median of ${ROUNDS} rounds, node ${process.version}, nginx 1 worker\n\n`);
+  out.write(table(header, rows));
+  out.write('\ntargets: (2) and (3) >= 0.80x (1) req/s with p99 <= 1.5x; (5) >= 0.80x (6)\n');
+  out.write('server CPU us/req: user+system CPU of the serving processes (nginx master+workers and its upstream for 5-7) per request; unlike req/s it does not move with the load others put on the machine\n');
+  out.write('\nverify cost against store size (cold lookups: parse + store hit + scopes, no cache; sequential, in-process, SQLite)\n\n');
+  out.write(table(['tokens stored', 'lookups/s', 'p50 us', 'p99 us', 'seeded in'], scaleRows));
+}
+
+async function coldLookups(path: string, sample: string[]): Promise<{ rate: number; p50us: number; p99us: number }> {
+  const store = new Store(await connect(path));
+  const verifier = new Verifier(store, systemClock, { cacheTtlMs: 0, negativeTtlMs: 0, cacheSize: 1, failureLimit: 0, failureWindowMs: 60_000 });
+  const source = { ip: '127.0.0.1', userAgent: 'bench' };
+  try {
+    for (let i = 0; i < 2000; i++) await verifier.verify(sample[i % sample.length], source);
+    const lat: number[] = [];
+    const end = Date.now() + 3000;
+    let i = 0;
+    let failed = 0;
+    const t0 = process.hrtime.bigint();
+    while (Date.now() < end) {
+      const s = process.hrtime.bigint();
+      const v = await verifier.verify(sample[i++ % sample.length], source);
+      lat.push(Number(process.hrtime.bigint() - s) / 1000);
+      if (!v.ok) failed++;
+    }
+    const total = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (failed) throw new Error(`${failed} cold lookups failed`);
+    lat.sort((a, b) => a - b);
+    return { rate: lat.length / total, p50us: lat[Math.floor(lat.length * 0.5)]!, p99us: lat[Math.floor(lat.length * 0.99)]! };
+  } finally {
+    await store.close();
+  }
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |\n`;
+  return line(header) + `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|\n` + rows.map(line).join('');
+}
+
+try {
+  await main();
+} finally {
+  for (const p of proxies) await p.stop().catch(() => undefined);
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Authority } from '../authority/authority.js';
+import { type Clock, parseDuration } from '../clock.js';
+import { ConfigError, type ResolvedConfig } from '../config/config.js';
+import { Problem } from '../errors.js';
+import { bindingRoutes } from '../http/routes/bindings.js';
+import type { Logger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { Store } from '../store/store.js';
+import type { Verifier } from '../verify/verifier.js';
+import { DeliveryController } from './controller.js';
+import { type Leadership, StoreLease } from './lease.js';
+import type { SourceProviderFactory } from './provider.js';
+import { SealedBox } from './sealed.js';
+import { BindingService } from './service.js';
+
+export interface DeliveryOptions {
+  /** Run the controller on a timer (default true). Tests with a ManualClock call controller.tick() instead. */
+  autoStart?: boolean;
+  intervalMs?: number;
+  concurrency?: number;
+  /** Replaces the store lease (e.g. a Kubernetes Lease). */
+  leadership?: Leadership;
+  sourceProvider?: SourceProviderFactory;
+  /** Handed to the Kubernetes sink and restart. */
+  kubernetes?: unknown;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  pollMs?: number;
+}
+
+export interface Delivery {
+  service: BindingService;
+  controller: DeliveryController;
+  plugin: ReturnType<typeof bindingRoutes>;
+  /** Brings the config file's bindings into the store (before the server listens). */
+  reconcile(): Promise<void>;
+  /** Starts the controller loop (after the server listens). */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+/** The delivery key seals in-flight tokens; replicas sharing a store must share it. */
+export function deliveryKeyPath(config: ResolvedConfig, storeEngine: string, storeLocation: string): string {
+  if (config.delivery.keyFile) return resolve(config.delivery.keyFile);
+  return storeEngine === 'sqlite' ? join(dirname(storeLocation), 'delivery.key') : resolve('.data/delivery.key');
+}
+
+export function createDelivery(
+  parts: { config: ResolvedConfig; store: Store; authority: Authority; verifier: Verifier; metrics: Metrics; clock: Clock; logger: Logger },
+  options: DeliveryOptions = {},
+): Delivery {
+  const { config, store, authority, verifier, metrics, clock } = parts;
+  const logger = parts.logger.child({ part: 'delivery' });
+  const intervalMs = options.intervalMs ?? parseDuration(config.delivery.interval ?? '1s')!;
+  const leaseTtlMs = parseDuration(config.delivery.leaseTtl ?? '15s')!;
+  const sinkDeps = { logger, clock, kubernetes: options.kubernetes };
+  const sealed = SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
+  const leadership = options.leadership ?? new StoreLease(store, clock, `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, { ttlMs: leaseTtlMs });
+  const controller = new DeliveryController(
+    {
+      store,
+      authority,
+      clock,
+      metrics,
+      logger,
+      sealed,
+      sinkDeps,
+      lastUse: verifier.lastUse,
+      sourceProvider: options.sourceProvider,
+      leadership,
+      pollMs: options.pollMs ?? Math.min(intervalMs, 1000),
+      retryBaseMs: options.retryBaseMs ?? 1000,
+      retryMaxMs: options.retryMaxMs ?? 300_000,
+    },
+    { intervalMs, concurrency: options.concurrency },
+  );
+  const service = new BindingService({
+    store,
+    authority,
+    clock,
+    logger,
+    sinkDeps,
+    maxLifetimeMs: config.durations.maxLifetimeMs,
+    sourceProvider: options.sourceProvider,
+    // A process with delivery.enabled: false never acts on bindings, not even after an API change.
+    kick: config.delivery.enabled === false ? undefined : () => controller.kick(),
+  });
+  return {
+    service,
+    controller,
+    plugin: bindingRoutes(service),
+    async reconcile() {
+      let result: Awaited<ReturnType<BindingService['reconcileConfig']>>;
+      try {
+        result = await service.reconcileConfig(config.bindings ?? []);
+      } catch (err) {
+        if (!(err instanceof Problem)) throw err;
+        throw new ConfigError([`${err.extra.field ?? 'bindings'}: ${err.detail}`]);
+      }
+      if (result.created.length || result.updated.length || result.removed.length) {
+        logger.info({ created: result.created, updated: result.updated, removed: result.removed }, 'config bindings reconciled');
+      }
+      for (const p of result.problems) logger.warn(`config binding not ready, will retry: ${p}`);
+    },
+    start() {
+      if (config.delivery.enabled !== false && options.autoStart !== false) controller.start();
+    },
+    stop: () => controller.stop(),
+  };
+}

@@ -1,0 +1,293 @@
+import type { V1Secret } from '@kubernetes/client-node';
+import { type Clock, systemClock } from '../../clock.js';
+import { Problem, problem } from '../../errors.js';
+import { type KubeClients, resolveKube } from '../../kubernetes/client.js';
+import { type KubeAction, KubernetesError, describeKubeError, isConflict, isNotFound } from '../../kubernetes/errors.js';
+import {
+  ANNOTATION_CREATED,
+  ANNOTATION_ROTATED_AT,
+  ANNOTATION_TOKEN_ID,
+  type FieldProblem,
+  LABEL_BINDING,
+  LABEL_MANAGED_BY,
+  MANAGED_BY,
+  checkLabels,
+  checkNamespace,
+  checkObjectName,
+  checkSecretKey,
+  kubeTime,
+  tokenRef,
+} from '../../kubernetes/metadata.js';
+import type { Logger } from '../../observe/log.js';
+import type { Sink } from '../sink.js';
+
+export interface KubernetesSecretSinkSpec {
+  namespace: string;
+  name: string;
+  /** The key inside the Secret's data; default "token". */
+  key?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface KubernetesSinkDeps {
+  /** A KubeConfig or kubeClients(); absent = kubectl's lookup (see resolveKube). */
+  kubernetes?: unknown;
+  clock?: Clock;
+  /** The binding's name, put on the Secret as the tokenwarden.dev/binding label. */
+  binding?: string;
+  logger?: Logger;
+  /** Attempts of read-modify-write when someone else changes the Secret meanwhile (default 5). */
+  maxAttempts?: number;
+  /** How to wait between conflicting attempts (tests record instead of sleeping). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Field-named problems of a sink spec, for binding validation before anything is written. */
+export function checkKubernetesSecretSpec(spec: KubernetesSecretSinkSpec): FieldProblem[] {
+  return [
+    ...checkNamespace(spec.namespace, 'namespace'),
+    ...checkObjectName(spec.name, 'name'),
+    ...checkSecretKey(spec.key ?? 'token', 'key'),
+    ...checkLabels(spec.labels, 'labels', 'labels'),
+    ...checkLabels(spec.annotations, 'annotations', 'annotations'),
+  ];
+}
+
+export function createKubernetesSecretSink(spec: KubernetesSecretSinkSpec, deps: KubernetesSinkDeps = {}): KubernetesSecretSink {
+  return new KubernetesSecretSink(spec, deps);
+}
+
+const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const encode = (token: string) => Buffer.from(token, 'utf8').toString('base64');
+const decode = (data: string) => Buffer.from(data, 'base64').toString('utf8');
+
+/**
+ * Keeps a token in one key of a Secret. Other keys, labels and annotations are left as they
+ * are; the Secret is written only when the token (or tokenwarden's own marks) differ from what
+ * is there, so a retry or a restart of tokenwarden never makes consumers reload or restart.
+ * Every update is a read-modify-write guarded by resourceVersion, retried a few times on 409.
+ */
+export class KubernetesSecretSink implements Sink {
+  readonly describe: string;
+  private readonly key: string;
+  private readonly clock: Clock;
+  private readonly maxAttempts: number;
+  private readonly sleep: (ms: number) => Promise<void>;
+  private clients: KubeClients | undefined;
+
+  constructor(
+    private readonly spec: KubernetesSecretSinkSpec,
+    private readonly deps: KubernetesSinkDeps = {},
+  ) {
+    this.key = spec.key ?? 'token';
+    this.describe = `secret:${spec.namespace}/${spec.name}#${this.key}`;
+    this.clock = deps.clock ?? systemClock;
+    this.maxAttempts = Math.max(1, deps.maxAttempts ?? 5);
+    this.sleep = deps.sleep ?? defaultSleep;
+  }
+
+  async write(token: string): Promise<{ changed: boolean }> {
+    if (!token) throw new Error(`${this.describe}: refusing to write an empty token`);
+    for (let attempt = 1; ; attempt++) {
+      const existing = await this.get();
+      try {
+        if (!existing) {
+          await this.create(token);
+          this.deps.logger?.info({ binding: this.deps.binding, target: this.describe }, 'kubernetes secret created');
+          return { changed: true };
+        }
+        const current = existing.data?.[this.key];
+        const same = current !== undefined && decode(current) === token;
+        const next = this.withToken(existing, token, same);
+        if (!next) return { changed: false };
+        await this.replace(next);
+        this.deps.logger?.info(
+          { binding: this.deps.binding, target: this.describe, tokenChanged: !same },
+          same ? 'kubernetes secret metadata repaired' : 'kubernetes secret updated',
+        );
+        return { changed: !same };
+      } catch (err) {
+        // 409: someone changed or created it meanwhile; 404 on update: deleted meanwhile. Read again.
+        if (!(isConflict(err) || (existing && isNotFound(err)))) throw err;
+        await this.backOff(attempt, 'write', err);
+      }
+    }
+  }
+
+  async read(): Promise<string | null> {
+    const existing = await this.get();
+    const data = existing?.data?.[this.key];
+    return data === undefined ? null : decode(data);
+  }
+
+  /**
+   * Takes the key out; deletes the whole Secret when tokenwarden created it and nothing else
+   * lives in it. Never deletes a Secret someone else made.
+   */
+  async remove(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const existing = await this.get();
+      if (!existing || existing.data?.[this.key] === undefined) return;
+      const others = Object.keys(existing.data ?? {}).filter((k) => k !== this.key);
+      const createdByUs = existing.metadata?.annotations?.[ANNOTATION_CREATED] === 'true';
+      try {
+        if (createdByUs && others.length === 0) {
+          await this.call('delete', () =>
+            this.api.core.deleteNamespacedSecret({
+              name: this.spec.name,
+              namespace: this.spec.namespace,
+              body: { preconditions: { resourceVersion: existing.metadata?.resourceVersion } },
+            }),
+          );
+          this.deps.logger?.info({ binding: this.deps.binding, target: this.describe }, 'kubernetes secret deleted');
+        } else {
+          await this.replace(this.withoutToken(existing, createdByUs));
+          this.deps.logger?.info({ binding: this.deps.binding, target: this.describe }, 'kubernetes secret key removed');
+        }
+        return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        if (!isConflict(err)) throw err;
+        await this.backOff(attempt, 'remove', err);
+      }
+    }
+  }
+
+  /**
+   * At apply time: the namespace exists and RBAC lets tokenwarden write the Secret. A dry run
+   * (`dryRun=All`) asks the API server itself, without writing and without needing permission
+   * to read namespaces. A cluster that is unreachable now is not a reason to refuse a binding.
+   */
+  async check(): Promise<void> {
+    try {
+      const existing = await this.get();
+      if (existing) await this.replace(existing, true);
+      else await this.create('dry-run', true);
+    } catch (err) {
+      const e = err instanceof KubernetesError ? err : describeKubeError(err, this.action('get'));
+      if (e.failure === 'namespace-missing') throw problem.invalid('namespace', e.message);
+      if (e.failure === 'forbidden') throw new Problem('validation', e.message, { field: 'namespace' });
+      if (e.failure === 'invalid') throw new Problem('validation', e.message, { field: 'name' });
+      this.deps.logger?.warn({ binding: this.deps.binding, target: this.describe, reason: e.failure }, 'cannot check the kubernetes secret sink now; will retry at delivery');
+    }
+  }
+
+  // ---- internals ----
+
+  private get api(): KubeClients {
+    this.clients ??= resolveKube(this.deps.kubernetes);
+    return this.clients;
+  }
+
+  private action(verb: KubeAction['verb']): KubeAction {
+    return { verb, resource: 'secrets', group: '', namespace: this.spec.namespace, name: this.spec.name };
+  }
+
+  /** Runs one API call; conflicts and not-founds pass through for the retry logic, the rest become clear errors. */
+  private async call<T>(verb: KubeAction['verb'], fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isConflict(err) || (isNotFound(err) && verb !== 'create')) throw err;
+      throw describeKubeError(err, this.action(verb));
+    }
+  }
+
+  private async get(): Promise<V1Secret | null> {
+    try {
+      return await this.api.core.readNamespacedSecret({ name: this.spec.name, namespace: this.spec.namespace });
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw describeKubeError(err, this.action('get'));
+    }
+  }
+
+  private labels(): Record<string, string> {
+    return {
+      ...this.spec.labels,
+      [LABEL_MANAGED_BY]: MANAGED_BY,
+      ...(this.deps.binding ? { [LABEL_BINDING]: this.deps.binding } : {}),
+    };
+  }
+
+  private async create(token: string, dryRun = false): Promise<void> {
+    const body: V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: {
+        name: this.spec.name,
+        namespace: this.spec.namespace,
+        labels: this.labels(),
+        annotations: {
+          ...this.spec.annotations,
+          [ANNOTATION_CREATED]: 'true',
+          [ANNOTATION_TOKEN_ID]: tokenRef(token),
+          [ANNOTATION_ROTATED_AT]: kubeTime(this.clock.now()),
+        },
+      },
+      data: { [this.key]: encode(token) },
+    };
+    await this.call('create', () =>
+      this.api.core.createNamespacedSecret({ namespace: this.spec.namespace, body, ...(dryRun ? { dryRun: 'All' } : {}) }),
+    );
+  }
+
+  private async replace(body: V1Secret, dryRun = false): Promise<void> {
+    await this.call('update', () =>
+      this.api.core.replaceNamespacedSecret({ name: this.spec.name, namespace: this.spec.namespace, body, ...(dryRun ? { dryRun: 'All' } : {}) }),
+    );
+  }
+
+  /** The Secret with the token and tokenwarden's marks in place, or null when it already is so. */
+  private withToken(existing: V1Secret, token: string, same: boolean): V1Secret | null {
+    const meta = existing.metadata ?? {};
+    const labels = { ...meta.labels };
+    const annotations = { ...meta.annotations };
+    let drift = false;
+    const want = (map: Record<string, string>, k: string, v: string) => {
+      if (map[k] !== v) {
+        map[k] = v;
+        drift = true;
+      }
+    };
+    for (const [k, v] of Object.entries(this.labels())) want(labels, k, v);
+    for (const [k, v] of Object.entries(this.spec.annotations ?? {})) want(annotations, k, v);
+    want(annotations, ANNOTATION_TOKEN_ID, tokenRef(token));
+    if (!same || !annotations[ANNOTATION_ROTATED_AT]) want(annotations, ANNOTATION_ROTATED_AT, kubeTime(this.clock.now()));
+    if (same && !drift) return null;
+    return {
+      ...existing,
+      metadata: { ...meta, labels, annotations },
+      data: { ...existing.data, [this.key]: encode(token) },
+    };
+  }
+
+  private withoutToken(existing: V1Secret, createdByUs: boolean): V1Secret {
+    const meta = existing.metadata ?? {};
+    const data = { ...existing.data };
+    delete data[this.key];
+    const annotations = { ...meta.annotations };
+    delete annotations[ANNOTATION_TOKEN_ID];
+    delete annotations[ANNOTATION_ROTATED_AT];
+    const labels = { ...meta.labels };
+    if (this.deps.binding && labels[LABEL_BINDING] === this.deps.binding) delete labels[LABEL_BINDING];
+    if (!createdByUs) delete labels[LABEL_MANAGED_BY];
+    return { ...existing, metadata: { ...meta, labels, annotations }, data };
+  }
+
+  private async backOff(attempt: number, what: string, err: unknown): Promise<void> {
+    if (attempt >= this.maxAttempts) {
+      throw new KubernetesError(
+        'conflict',
+        `${this.describe}: gave up after ${attempt} attempts to ${what}: the Secret kept changing under tokenwarden (409 Conflict); another controller may be writing the same key`,
+        undefined,
+        409,
+      );
+    }
+    this.deps.logger?.debug({ binding: this.deps.binding, target: this.describe, attempt, status: (err as { code?: number }).code }, 'kubernetes secret changed meanwhile; reading again');
+    // Jittered exponential backoff, capped: conflicts between two writers resolve in a few rounds.
+    await this.sleep(Math.round(Math.min(1000, 20 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+  }
+}

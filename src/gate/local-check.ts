@@ -1,0 +1,40 @@
+import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/config.js';
+import { type Requirement, decide, decideCached } from '../http/forward-auth.js';
+import { connect } from '../store/connect.js';
+import { Store } from '../store/store.js';
+import { RevocationWatch } from '../verify/revocation-watch.js';
+import { type Source, Verifier } from '../verify/verifier.js';
+import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
+
+/**
+ * Checks against the store directly (a SQLite file beside the exporter, or the shared
+ * PostgreSQL), with the same verifier, caches and failure limit as the server. Revocations
+ * made elsewhere arrive through the RevocationWatch poll.
+ */
+export async function localCheck(config: ResolvedConfig, requirement: Requirement, clock: Clock): Promise<GateCheck> {
+  const store = new Store(await connect(config.store.url));
+  const verifier = new Verifier(store, clock, {
+    cacheTtlMs: config.durations.cacheTtlMs,
+    negativeTtlMs: config.durations.negativeTtlMs,
+    cacheSize: config.verify.cacheSize,
+    failureLimit: config.verify.failureLimit,
+    failureWindowMs: config.durations.failureWindowMs,
+  });
+  verifier.lastUse.start();
+  const watch = new RevocationWatch(store, verifier, () => Date.now());
+  await watch.start();
+  return {
+    describe: `store ${store.location}`,
+    check(bearer: string | undefined, source: Source): GateVerdict | Promise<GateVerdict> {
+      const d = decideCached(verifier, bearer, source, requirement);
+      if (d !== undefined) return verdictOf(d);
+      return decide(verifier, bearer, source, requirement).then(verdictOf);
+    },
+    async close() {
+      watch.stop();
+      await verifier.lastUse.stop();
+      await store.close();
+    },
+  };
+}

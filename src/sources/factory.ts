@@ -1,0 +1,25 @@
+import type { HttpSourceConfig } from './config.js';
+import type { SourceDeps } from './http-base.js';
+import { HttpLoginSource } from './http-login.js';
+import { OAuth2ClientCredentialsSource, OAuth2RefreshTokenSource } from './oauth2.js';
+import type { SecretSlot } from './sealed-state.js';
+import type { Source } from './source.js';
+
+export type ClosableSource = Source & { readonly kind: string; close?(): Promise<void> };
+
+/** Builds an HTTP source from its (already checked) configuration. */
+export function createHttpSource(config: HttpSourceConfig, deps: SourceDeps, state: { slot?: SecretSlot } = {}): ClosableSource {
+  switch (config.kind) {
+    case 'http-login':
+      return new HttpLoginSource(config, deps);
+    case 'oauth2-client-credentials':
+      return new OAuth2ClientCredentialsSource(config, deps);
+    case 'oauth2-refresh-token':
+      if (!state.slot) {
+        throw new Error(
+          'oauth2-refresh-token keeps the rotated refresh token sealed in its state: configure a state key ({ env: NAME } or { file: /path }, 32 bytes, e.g. "openssl rand -base64 32")',
+        );
+      }
+      return new OAuth2RefreshTokenSource(config, deps, state.slot);
+  }
+}

@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { IssuedToken, SourceProviderFactory, TokenProvider } from '../delivery/provider.js';
+import type { SealedBox } from '../delivery/sealed.js';
+import type { BindingRecord } from '../delivery/spec.js';
+import { problem } from '../errors.js';
+import type { Logger } from '../observe/log.js';
+import type { Metrics } from '../observe/metrics.js';
+import { DbSourceState } from '../store/source-state.js';
+import type { Store } from '../store/store.js';
+import { HTTP_SOURCE_KINDS, type HttpSourceConfig, checkHttpSource } from './config.js';
+import { type ClosableSource, createHttpSource } from './factory.js';
+import { loadKubernetesSecretSource } from './kubernetes-loader.js';
+import { safeMessage } from './refresher.js';
+import type { SecretSlot } from './sealed-state.js';
+import type { FetchedToken } from './source.js';
+
+export interface SourceProviderDeps {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  /** The delivery key's box: seals source state at rest (one key to share between replicas). */
+  sealed: SealedBox;
+  env?: NodeJS.ProcessEnv;
+  kubernetes?: unknown;
+}
+
+/**
+ * Plugs upstream sources into the delivery controller (DeliveryOptions.sourceProvider): a
+ * binding with `source:` gets its token from the upstream instead of the authority. The
+ * controller keeps scheduling, delivery, retries and health; this adds the fetch, the failure
+ * metric, and sealed per-binding state (the rotated OAuth2 refresh token) in the store.
+ * Called once with `row: null` when a binding is validated: configuration problems surface then,
+ * naming the field (`source.body.password`).
+ */
+export function createSourceProviderFactory(deps: SourceProviderDeps): SourceProviderFactory {
+  const built = new Map<string, { shape: string; provider: TokenProvider }>();
+  return (binding: BindingRecord) => {
+    const spec = binding.spec.source as Record<string, unknown> & { kind: string };
+    const shape = JSON.stringify(spec);
+    const validating = binding.row === null;
+    const cached = validating ? undefined : built.get(binding.id);
+    if (cached && cached.shape === shape) return cached.provider;
+    if (spec.kind !== 'kubernetes-secret') {
+      const problems = checkHttpSource(spec, 'source');
+      if (problems.length) {
+        const first = problems[0]!;
+        throw problem.invalid(first.slice(0, first.indexOf(':')), problems.join('; '));
+      }
+    }
+    const provider = new SourceTokenProvider(binding.name, spec, deps);
+    if (!validating) {
+      if (cached) void (cached.provider as SourceTokenProvider).close();
+      built.set(binding.id, { shape, provider });
+    }
+    return provider;
+  };
+}
+
+class SourceTokenProvider implements TokenProvider {
+  readonly verifiable = false;
+  readonly kind: string;
+  private source: Promise<ClosableSource> | null = null;
+
+  constructor(private readonly binding: string, private readonly spec: Record<string, unknown> & { kind: string }, private readonly deps: SourceProviderDeps) {
+    this.kind = spec.kind;
+  }
+
+  private build(): Promise<ClosableSource> {
+    this.source ??= (async () => {
+      const sourceDeps = { clock: this.deps.clock, logger: this.deps.logger, env: this.deps.env };
+      if (this.spec.kind === 'kubernetes-secret') {
+        return (await loadKubernetesSecretSource(this.spec, { ...sourceDeps, binding: this.binding, kubernetes: this.deps.kubernetes })) as ClosableSource;
+      }
+      if (!(HTTP_SOURCE_KINDS as readonly string[]).includes(this.spec.kind)) throw new Error(`unknown source kind "${this.spec.kind}"`);
+      return createHttpSource(this.spec as unknown as HttpSourceConfig, sourceDeps, { slot: this.slot() });
+    })();
+    return this.source;
+  }
+
+  /** Sealed with the delivery key, bound to the binding's name. */
+  private slot(): SecretSlot {
+    const state = new DbSourceState(this.deps.store, () => this.deps.clock.now());
+    const name = `binding:${this.binding}`;
+    const { sealed } = this.deps;
+    return {
+      async load() {
+        const value = await state.get(name);
+        if (value === undefined) return undefined;
+        const opened = sealed.open(value, name);
+        if (opened === null) throw new Error(`the sealed source state of binding "${name}" cannot be opened with the delivery key; was the key changed?`);
+        return opened;
+      },
+      save: (value) => state.put(name, sealed.seal(value, name)),
+    };
+  }
+
+  async issue(_binding: BindingRecord, _old: string | null, record: (issued: IssuedToken, tx: Store) => Promise<void>): Promise<void> {
+    let fetched: FetchedToken;
+    try {
+      fetched = await (await this.build()).fetch();
+    } catch (err) {
+      this.deps.metrics.refreshFailures.labels(this.binding, this.kind).inc();
+      // The controller records this as the binding's last error: keep it free of secrets.
+      throw new Error(safeMessage(err));
+    }
+    await this.deps.store.transaction((tx) => record({ tokenId: upstreamTokenId(fetched.token), plaintext: fetched.token, expiresAt: fetched.expiresAt }, tx));
+  }
+
+  async retire(): Promise<void> {
+    // An upstream's token cannot be revoked from here; it simply expires.
+  }
+
+  async close(): Promise<void> {
+    const s = await this.source?.catch(() => null);
+    await s?.close?.();
+  }
+}
+
+/**
+ * The controller tracks "the token delivered now" by id. An upstream token has none, so it gets
+ * a public fingerprint: `up_` and 12 characters of its SHA-256, enough to see in the API when the
+ * upstream token changed, useless for recovering it. It is never looked up among minted tokens.
+ */
+export function upstreamTokenId(token: string): string {
+  return `up_${createHash('sha256').update(token).digest('base64url').slice(0, 12)}`;
+}

@@ -1,0 +1,188 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../src/clock.js';
+import { loadConfig } from '../src/config/config.js';
+import type { GateCheck } from '../src/gate/check.js';
+import { localCheck } from '../src/gate/local-check.js';
+import { type Gate, createGate, listenGate } from '../src/gate/proxy.js';
+import { remoteCheck } from '../src/gate/remote-check.js';
+import { createLogger } from '../src/observe/log.js';
+import { BIN } from './support/cli.js';
+import { LOG_DIR, rememberSecret } from './support/output.js';
+import { freePort, waitFor } from './support/ports.js';
+import { type TestServer, mintFor, startTestServer } from './support/server.js';
+
+/** An exporter-like upstream: /metrics in Prometheus text format, and it remembers what it was sent. */
+let exporter: Server;
+let exporterUrl: string;
+let seen: IncomingHttpHeaders[] = [];
+let tw: TestServer;
+let metricsToken: string;
+let otherToken: string;
+const logFile = join(LOG_DIR, `gate-${process.pid}.log`);
+const logStream = createWriteStream(logFile);
+const logger = createLogger({ level: 'info', stream: logStream, name: 'tokenwarden-gate' });
+const gates: Gate[] = [];
+
+beforeAll(async () => {
+  exporter = createServer((req, res) => {
+    seen.push(req.headers);
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'x-exporter': 'node' });
+        res.end('# HELP node_up up\n# TYPE node_up gauge\nnode_up 1\n');
+      } else {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`${req.method} ${req.url} ${body}`);
+      }
+    });
+  });
+  await new Promise<void>((r) => exporter.listen(0, '127.0.0.1', r));
+  exporterUrl = `http://127.0.0.1:${(exporter.address() as AddressInfo).port}`;
+  tw = await startTestServer({ config: { verify: { failureLimit: 1000 } } });
+  metricsToken = (await mintFor(tw, 'bot-prometheus', ['metrics.read'])).token;
+  otherToken = (await mintFor(tw, 'bot-writer', ['token.introspect'])).token;
+});
+
+afterAll(async () => {
+  for (const g of gates) await g.close();
+  await tw?.close();
+  await new Promise((r) => exporter?.close(r));
+  await new Promise((r) => logStream.end(r));
+});
+
+async function startGate(check: GateCheck, upstream = exporterUrl): Promise<string> {
+  const gate = createGate({ upstream, check, logger, header: 'x-api-key' });
+  gates.push(gate);
+  return listenGate(gate, '127.0.0.1', 0);
+}
+
+const get = (url: string, token?: string, headers: Record<string, string> = {}) =>
+  fetch(url, { headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
+
+function behavesAsAGate(mode: 'remote' | 'local', make: () => Promise<GateCheck>) {
+  describe(`gate (${mode} check)`, () => {
+    let url: string;
+    beforeAll(async () => {
+      url = await startGate(await make());
+    });
+
+    it('passes an allowed request through, body and headers intact, without the credential', async () => {
+      seen = [];
+      const res = await get(`${url}/metrics`, metricsToken, { 'x-tokenwarden-actor': 'spoofed', 'x-api-key': 'not-for-upstream' });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-exporter')).toBe('node');
+      expect(await res.text()).toContain('node_up 1');
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!.authorization).toBeUndefined();
+      expect(seen[0]!['x-api-key']).toBeUndefined();
+      expect(seen[0]!['x-tokenwarden-actor']).toBe('bot-prometheus');
+      expect(seen[0]!['x-forwarded-for']).toBe('127.0.0.1');
+      // a second request is answered from the cache and streams a request body through
+      const post = await fetch(`${url}/push?x=1`, { method: 'POST', body: 'a=1', headers: { authorization: `Bearer ${metricsToken}` } });
+      expect(await post.text()).toBe('POST /push?x=1 a=1');
+    });
+
+    it('answers 401 for no token and for an invalid one, 403 for a missing scope, without reaching the upstream', async () => {
+      seen = [];
+      const none = await get(`${url}/metrics`);
+      expect(none.status).toBe(401);
+      expect(none.headers.get('www-authenticate')).toBe('Bearer realm="tokenwarden"');
+      const bad = await get(`${url}/metrics`, 'twd_garbage');
+      expect(bad.status).toBe(401);
+      expect(bad.headers.get('www-authenticate')).toContain('error="invalid_token"');
+      const forged = `${metricsToken.slice(0, 20)}${metricsToken.slice(20).replace(/[0-9A-Za-z]/, (c) => (c === 'a' ? 'b' : 'a'))}`;
+      expect((await get(`${url}/metrics`, forged)).status).toBe(401);
+      const wrong = await get(`${url}/metrics`, otherToken);
+      expect(wrong.status).toBe(403);
+      expect(wrong.headers.get('www-authenticate')).toContain('error="insufficient_scope"');
+      expect(wrong.headers.get('www-authenticate')).toContain('scope="metrics.read"');
+      // the token may also come in the configured header
+      expect((await get(`${url}/metrics`, undefined, { 'x-api-key': metricsToken })).status).toBe(200);
+      expect(seen).toHaveLength(1);
+    });
+
+    it('answers 502 with a problem body when the upstream is down', async () => {
+      const down = await startGate(await make(), `http://127.0.0.1:${await freePort()}`);
+      const res = await get(`${down}/metrics?access_token=${metricsToken}`, metricsToken);
+      expect(res.status).toBe(502);
+      expect(res.headers.get('content-type')).toBe('application/problem+json');
+      const body = (await res.json()) as { detail: string };
+      expect(body).toMatchObject({ status: 502, type: expect.stringContaining('bad-gateway'), instance: '/metrics' });
+      expect(body.detail).toContain('ECONNREFUSED');
+    });
+  });
+}
+
+const clock = new ManualClock(Date.now());
+behavesAsAGate('remote', async () =>
+  remoteCheck({ server: tw.url, requirement: { scopes: ['metrics.read'], satisfy: 'all' }, cacheTtlMs: 5000, clock }),
+);
+behavesAsAGate('local', async () =>
+  localCheck(loadConfig({ env: {}, overrides: { store: { url: tw.dbPath } } }), { scopes: ['metrics.read'], satisfy: 'all' }, clock),
+);
+
+describe('gate caching and revocation', () => {
+  it('remote: a revoked token is refused once the short positive cache has lapsed, and never later than its TTL', async () => {
+    const c = new ManualClock(Date.now());
+    const url = await startGate(remoteCheck({ server: tw.url, requirement: { scopes: ['metrics.read'], satisfy: 'all' }, cacheTtlMs: 5000, clock: c }));
+    const { token, id } = await mintFor(tw, 'bot-prometheus', ['metrics.read']);
+    expect((await get(`${url}/metrics`, token)).status).toBe(200);
+    expect((await tw.api('POST', `/api/v1/tokens/${id}/revoke`, {})).status).toBe(200);
+    c.advance(4000);
+    expect((await get(`${url}/metrics`, token)).status).toBe(200); // still inside the 5 s bound
+    c.advance(1001);
+    expect((await get(`${url}/metrics`, token)).status).toBe(401);
+  });
+
+  it('answers 503 when the tokenwarden server cannot be reached', async () => {
+    const url = await startGate(remoteCheck({ server: `http://127.0.0.1:${await freePort()}`, requirement: { scopes: [], satisfy: 'all' }, cacheTtlMs: 0, clock }));
+    const res = await get(`${url}/metrics`, metricsToken);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { detail: string }).detail).toContain('cannot be verified');
+  });
+
+  it('never logs the secret it saw in a header or the query', async () => {
+    await new Promise<void>((r) => logStream.write('', () => r()));
+    const text = readFileSync(logFile, 'utf8');
+    expect(text).toContain('upstream request failed');
+    expect(text).not.toContain(metricsToken);
+    expect(text).not.toContain(metricsToken.slice(17, 60));
+  });
+});
+
+describe('tokenwarden gate (the command)', () => {
+  let child: ChildProcess | undefined;
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  it('starts from flags, prints where it listens, and gates the exporter', async () => {
+    const port = await freePort();
+    const out = join(LOG_DIR, `gate-cli-${process.pid}.log`);
+    const stream = createWriteStream(out);
+    child = spawn(process.execPath, [BIN, 'gate', '--upstream', exporterUrl, '--scope', 'metrics.read', '--listen', `127.0.0.1:${port}`, '--server', tw.url], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.pipe(stream);
+    child.stderr!.pipe(stream);
+    const url = await waitFor(async () => {
+      if (child!.exitCode !== null) throw new Error(`gate exited: ${readFileSync(out, 'utf8')}`);
+      return /listening on (http\S+),/.exec(readFileSync(out, 'utf8'))?.[1];
+    }, 'the gate to listen', 15_000);
+    expect(readFileSync(out, 'utf8')).toContain(`forwarding to ${exporterUrl} (needs metrics.read; verifying with server ${tw.url})`);
+    expect((await get(`${url}/metrics`, metricsToken)).status).toBe(200);
+    expect((await get(`${url}/metrics?access_token=${rememberSecret(metricsToken)}`)).status).toBe(401);
+  });
+});

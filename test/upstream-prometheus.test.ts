@@ -1,0 +1,169 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { type Server, createServer } from 'node:http';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { BIN } from './support/cli.js';
+import { LOG_DIR, tempDir } from './support/output.js';
+import { freePort, waitFor } from './support/ports.js';
+import { FakeUpstream } from './support/upstream.js';
+
+/**
+ * Seed 000 end to end, with real parts: a CPD-style upstream issues 6-second JWTs;
+ * `tokenwarden agent` (its own process) logs in with http-login and keeps a file fresh; a real
+ * Prometheus scrapes, through `authorization.credentials_file`, an exporter that accepts only
+ * the upstream's unexpired tokens. Across several lifetimes, and through an upstream outage,
+ * no scrape fails.
+ */
+const LIFETIME_S = 6;
+let up: FakeUpstream;
+let exporter: Server;
+let agent: ChildProcess;
+let prometheus: ChildProcess;
+let promUrl: string;
+let dir: string;
+let agentLog: string;
+const scrapes = { accepted: 0, rejected: 0 };
+
+function startLogged(cmd: string, args: string[], env: Record<string, string>, log: string): ChildProcess {
+  const out = createWriteStream(log);
+  const child = spawn(cmd, args, { env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  return child;
+}
+
+function stop(child: ChildProcess | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+async function promQuery(query: string): Promise<any[]> {
+  const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(query)}`);
+  return ((await res.json()) as { data: { result: any[] } }).data.result;
+}
+
+beforeAll(async () => {
+  dir = tempDir('upstream-prom');
+  up = await FakeUpstream.start({ lifetimeSeconds: LIFETIME_S });
+
+  exporter = createServer((req, res) => {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    void up.accepts(token).then((ok) => {
+      if (!ok) {
+        scrapes.rejected++;
+        return void res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+      }
+      scrapes.accepted++;
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end('# TYPE demo_ready gauge\ndemo_ready 1\n');
+    });
+  });
+  await new Promise<void>((r) => exporter.listen(0, '127.0.0.1', () => r()));
+  const exporterPort = (exporter.address() as { port: number }).port;
+
+  writeFileSync(join(dir, 'password'), `${up.password}\n`, { mode: 0o600 });
+  const tokenFile = join(dir, 'prometheus-bearer-token');
+  writeFileSync(
+    join(dir, 'agent.yaml'),
+    stringify({
+      state: { file: join(dir, 'agent-state.json') },
+      bindings: [
+        {
+          name: 'prometheus-cpd',
+          source: {
+            kind: 'http-login',
+            url: `${up.url}/icp4d-api/v1/authorize`,
+            body: { username: { env: 'CPD_USERNAME' }, password: { file: join(dir, 'password') } },
+            tokenPath: '.token',
+            timeout: '1s',
+          },
+          refresh: { at: 0.4, jitter: 0.05, retryInitial: '250ms', retryMax: '1s' },
+          sinks: [{ kind: 'file', path: tokenFile }],
+        },
+      ],
+    }),
+  );
+  agentLog = join(LOG_DIR, `agent-e2e-${process.pid}.log`);
+  agent = startLogged(process.execPath, [BIN, 'agent', '--config', join(dir, 'agent.yaml')], { CPD_USERNAME: up.username, TOKENWARDEN_LOG_LEVEL: 'debug' }, agentLog);
+  await waitFor(async () => {
+    if (agent.exitCode !== null) throw new Error(`agent exited: ${readFileSync(agentLog, 'utf8')}`);
+    return existsSync(tokenFile);
+  }, 'the agent to write the token file', 15_000);
+
+  const promPort = await freePort();
+  promUrl = `http://127.0.0.1:${promPort}`;
+  writeFileSync(
+    join(dir, 'prometheus.yml'),
+    stringify({
+      global: { scrape_interval: '1s', scrape_timeout: '900ms', evaluation_interval: '1s' },
+      scrape_configs: [
+        { job_name: 'cpd-exporter', authorization: { type: 'Bearer', credentials_file: tokenFile }, static_configs: [{ targets: [`127.0.0.1:${exporterPort}`] }] },
+      ],
+    }),
+  );
+  prometheus = startLogged(
+    'prometheus',
+    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
+    {},
+    join(LOG_DIR, `prometheus-upstream-${process.pid}.log`),
+  );
+  await waitFor(async () => (await promQuery('up{job="cpd-exporter"}'))[0]?.value[1] === '1', 'the first successful scrape', 20_000, 200);
+}, 60_000);
+
+afterAll(async () => {
+  await stop(prometheus);
+  await stop(agent);
+  await new Promise((r) => exporter?.close(r));
+  await up?.close();
+});
+
+describe('seed 000: Prometheus keeps scraping through token expiry and an upstream outage', () => {
+  it('no failed scrape across several 6-second lifetimes, the last good token carrying an outage', async () => {
+    const started = Date.now();
+    const loginsBefore = up.issued;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    await sleep(7_000); // more than a whole lifetime of normal refreshes
+
+    // Outage: right after a fresh login, the upstream answers 500 for 3 s, spanning the next refresh.
+    const mark = up.issued;
+    await waitFor(async () => up.issued > mark, 'a fresh login', 10_000, 20);
+    await sleep(300);
+    up.mode = '500';
+    const attemptsBefore = up.attempts;
+    await sleep(3_000);
+    const failedAttempts = up.attempts - attemptsBefore;
+    up.mode = 'ok';
+
+    await sleep(8_000); // recovery, and more lifetimes
+    const seconds = Math.round((Date.now() - started) / 1000);
+
+    expect(failedAttempts).toBeGreaterThanOrEqual(2); // the agent retried during the outage
+    expect(up.issued - loginsBefore).toBeGreaterThanOrEqual(Math.floor(seconds / LIFETIME_S) + 1); // several lifetimes
+    expect(scrapes.rejected).toBe(0);
+    expect(scrapes.accepted).toBeGreaterThanOrEqual(seconds - 3);
+
+    // Prometheus's own view: every scrape in the window was up, and the target is healthy.
+    const window = `${seconds}s`;
+    const [min] = await promQuery(`min_over_time(up{job="cpd-exporter"}[${window}])`);
+    const [count] = await promQuery(`count_over_time(up{job="cpd-exporter"}[${window}])`);
+    expect(min.value[1]).toBe('1');
+    expect(Number(count.value[1])).toBeGreaterThanOrEqual(seconds - 3);
+    const targets = (await (await fetch(`${promUrl}/api/v1/targets`)).json()) as { data: { activeTargets: { health: string; lastError: string }[] } };
+    expect(targets.data.activeTargets[0]).toMatchObject({ health: 'up', lastError: '' });
+
+    // The agent saw the outage, said so without secrets, and is healthy again.
+    const log = readFileSync(agentLog, 'utf8');
+    expect(log).toContain('upstream refresh failed');
+    expect(log).toContain('the last good token stays in the sinks until it expires');
+    expect(log).not.toContain(up.password);
+    const state = JSON.parse(readFileSync(join(dir, 'agent-state.json'), 'utf8'));
+    expect(state.bindings['prometheus-cpd'].refresh).toMatchObject({ healthy: true, failures: 0 });
+    expect(JSON.stringify(state)).not.toMatch(/eyJ/);
+  }, 45_000);
+});

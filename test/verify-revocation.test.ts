@@ -1,0 +1,43 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestServer, mintFor, startTestServer } from './support/server.js';
+
+/** Two tokenwarden servers on one SQLite file: the situation of two replicas, or a server and a gate. */
+let a: TestServer;
+let b: TestServer;
+beforeAll(async () => {
+  // A long cache on B: only the revocation watch can make it refuse in time.
+  a = await startTestServer({ config: { verify: { failureLimit: 1000, cacheTtl: '10m' } } });
+  b = await startTestServer({ dbPath: a.dbPath, adminToken: a.adminToken, config: { verify: { failureLimit: 1000, cacheTtl: '10m' } } });
+});
+afterAll(async () => {
+  await b?.close();
+  await a?.close();
+});
+
+const auth = (server: TestServer, token: string) =>
+  fetch(`${server.url}/auth?scope=metrics.read`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+
+describe('revocation across processes sharing a store', () => {
+  it('a revoke on one server is refused by the other within 1 s, despite its cache', async () => {
+    const { token, id } = await mintFor(a, 'bot-replicated', ['metrics.read']);
+    expect(await auth(b, token)).toBe(200); // B now holds it in its positive cache
+    expect(b.tw.ctx.verifier.cacheStats.positive).toBeGreaterThan(0);
+    const t0 = Date.now();
+    expect((await a.api('POST', `/api/v1/tokens/${id}/revoke`, {})).status).toBe(200);
+    expect(await auth(a, token)).toBe(401); // the revoking replica: at once
+    let status = 200;
+    while (status === 200 && Date.now() - t0 < 3000) {
+      status = await auth(b, token);
+      if (status === 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    const elapsed = Date.now() - t0;
+    expect(status).toBe(401);
+    expect(elapsed).toBeLessThan(1000);
+  });
+
+  it('the other server keeps answering from its cache for tokens that were not revoked', async () => {
+    const { token } = await mintFor(a, 'bot-replicated', ['metrics.read']);
+    expect(await auth(b, token)).toBe(200);
+    expect(b.tw.ctx.verifier.verifyCached(token, { ip: '127.0.0.1', userAgent: null })).toMatchObject({ ok: true });
+  });
+});

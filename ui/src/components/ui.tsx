@@ -1,0 +1,194 @@
+import type { ComponentChildren, Ref } from 'preact';
+import { useEffect, useId, useRef } from 'preact/hooks';
+import { ApiError } from '../api.js';
+import { fromNow, when } from '../format.js';
+
+/**
+ * A modal on the native <dialog>: the browser traps focus inside it, closes it on Escape and
+ * makes the rest of the page inert. Focus returns to what opened it.
+ */
+export function Dialog(props: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean; alert?: boolean }) {
+  const ref = useRef<HTMLDialogElement>(null);
+  const titleId = useId();
+  useEffect(() => {
+    const dialog = ref.current!;
+    const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+    dialog.showModal();
+    return () => {
+      if (dialog.open) dialog.close();
+      if (opener?.isConnected) opener.focus();
+    };
+  }, []);
+  return (
+    <dialog
+      ref={ref}
+      class={props.wide ? 'wide' : undefined}
+      role={props.alert ? 'alertdialog' : undefined}
+      aria-labelledby={titleId}
+      onCancel={(e) => {
+        e.preventDefault();
+        props.onClose();
+      }}
+    >
+      <h2 id={titleId}>{props.title}</h2>
+      {props.children}
+    </dialog>
+  );
+}
+
+export interface FieldProps {
+  id: string;
+  label: string;
+  hint?: ComponentChildren;
+  error?: string;
+}
+
+/** Label, hint and error wired to the control through aria-describedby, so screen readers read all three. */
+export function Field(props: FieldProps & { children: (describedBy: string | undefined, invalid: boolean) => ComponentChildren }) {
+  const hintId = props.hint ? `${props.id}-hint` : undefined;
+  const errorId = props.error ? `${props.id}-error` : undefined;
+  const describedBy = [errorId, hintId].filter(Boolean).join(' ') || undefined;
+  return (
+    <div class={`field${props.error ? ' has-error' : ''}`}>
+      <label for={props.id}>{props.label}</label>
+      {props.children(describedBy, !!props.error)}
+      {props.hint && (
+        <p class="hint" id={hintId}>
+          {props.hint}
+        </p>
+      )}
+      {props.error && (
+        <p class="error" id={errorId}>
+          {props.error}
+        </p>
+      )}
+    </div>
+  );
+}
+
+export function TextField(
+  props: FieldProps & {
+    value: string;
+    onInput: (value: string) => void;
+    type?: string;
+    required?: boolean;
+    placeholder?: string;
+    autoComplete?: string;
+    inputRef?: Ref<HTMLInputElement>;
+    spellcheck?: boolean;
+    /** In a dialog, showModal() moves focus here. */
+    autoFocus?: boolean;
+  },
+) {
+  return (
+    <Field {...props}>
+      {(describedBy, invalid) => (
+        <input
+          id={props.id}
+          ref={props.inputRef}
+          type={props.type ?? 'text'}
+          value={props.value}
+          required={props.required}
+          placeholder={props.placeholder}
+          autoComplete={props.autoComplete ?? 'off'}
+          spellcheck={props.spellcheck ?? false}
+          autoFocus={props.autoFocus}
+          aria-invalid={invalid ? 'true' : undefined}
+          aria-describedby={describedBy}
+          onInput={(e) => props.onInput(e.currentTarget.value)}
+        />
+      )}
+    </Field>
+  );
+}
+
+/** A group of checkboxes in a fieldset with a legend: how a screen reader expects a multi-choice. */
+export function CheckboxGroup(props: {
+  id: string;
+  legend: string;
+  options: { value: string; label: ComponentChildren; description?: string }[];
+  selected: string[];
+  onChange: (selected: string[]) => void;
+  hint?: ComponentChildren;
+  error?: string;
+  empty?: ComponentChildren;
+}) {
+  const errorId = props.error ? `${props.id}-error` : undefined;
+  const hintId = props.hint ? `${props.id}-hint` : undefined;
+  return (
+    <fieldset
+      id={props.id}
+      class={`field checkbox-group${props.error ? ' has-error' : ''}`}
+      aria-describedby={[errorId, hintId].filter(Boolean).join(' ') || undefined}
+      tabIndex={-1}
+    >
+      <legend>{props.legend}</legend>
+      {props.options.length === 0 && <p class="hint">{props.empty}</p>}
+      <div class="checkboxes">
+        {props.options.map((o) => (
+          <label key={o.value} class="checkbox" title={o.description}>
+            <input
+              type="checkbox"
+              value={o.value}
+              checked={props.selected.includes(o.value)}
+              onChange={(e) =>
+                props.onChange(
+                  e.currentTarget.checked ? [...props.selected, o.value] : props.selected.filter((s) => s !== o.value),
+                )
+              }
+            />
+            <span>{o.label}</span>
+          </label>
+        ))}
+      </div>
+      {props.hint && (
+        <p class="hint" id={hintId}>
+          {props.hint}
+        </p>
+      )}
+      {props.error && (
+        <p class="error" id={errorId}>
+          {props.error}
+        </p>
+      )}
+    </fieldset>
+  );
+}
+
+export function Time(props: { iso: string | null | undefined; fallback?: string }) {
+  if (!props.iso) return <span class="muted">{props.fallback ?? '—'}</span>;
+  return (
+    <time dateTime={props.iso} title={when(props.iso)}>
+      {fromNow(props.iso)}
+    </time>
+  );
+}
+
+export function Chips(props: { values: string[]; empty?: string }) {
+  if (!props.values.length) return <span class="muted">{props.empty ?? 'none'}</span>;
+  return (
+    <ul class="chips">
+      {props.values.map((v) => (
+        <li key={v}>{v}</li>
+      ))}
+    </ul>
+  );
+}
+
+/** A message for the whole form or page; role=alert so it is announced when it appears. */
+export function ErrorNotice(props: { error: unknown }) {
+  if (!props.error) return null;
+  const e = props.error;
+  const text = e instanceof ApiError ? e.message : e instanceof Error ? e.message : String(e);
+  return (
+    <div class="notice error-notice" role="alert">
+      {text}
+    </div>
+  );
+}
+
+/** Moves focus to the first control (in form order) whose field has an error, once the errors are rendered. */
+export function focusFirstError(order: [field: string, elementId: string][], errors: Record<string, string | undefined>): void {
+  const first = order.find(([field]) => errors[field]);
+  if (first) requestAnimationFrame(() => document.getElementById(first[1])?.focus());
+}
