@@ -36,7 +36,8 @@ try {
   const startedAt = performance.now();
   const ports = await Promise.all(Array.from({ length: REPLICAS }, () => freePort()));
   replicas = await Promise.all(ports.map((port, i) => spawnServe(['--port', String(port), '--store', url, '--bootstrap-token-file', join(dir, `boot-${i}.token`)], env)));
-  const bootFile = ports.map((_, i) => join(dir, `boot-${i}.token`)).find((f) => existsSync(f))!;
+  // serve prints "listening" a moment before it writes the bootstrap file
+  const bootFile = await waitFor(async () => ports.map((_, i) => join(dir, `boot-${i}.token`)).find((f) => existsSync(f) && readFileSync(f, 'utf8').trim()), 'the bootstrap token', 10_000, 20);
   const admin = rememberSecret(readFileSync(bootFile, 'utf8').trim());
   const startMs = performance.now() - startedAt;
   await callApi(replicas[0].url, 'POST', '/api/v1/actors', { name: 'bot-bench', kind: 'service', roles: ['metrics-read'] }, admin);

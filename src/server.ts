@@ -4,7 +4,9 @@ import { type Clock, systemClock } from './clock.js';
 import type { ResolvedConfig } from './config/config.js';
 import type { AppContext } from './http/context.js';
 import { buildApp } from './http/app.js';
-import { type DeliveryOptions, createDelivery, deliveryKeyPath } from './delivery/index.js';
+import { type DeliveryOptions, createDelivery, deliveryKeyPath, deliveryLeaseTtlMs } from './delivery/index.js';
+import { leadershipFromConfig } from './delivery/leadership.js';
+import { LazyKube } from './kubernetes/lazy.js';
 import { SealedBox } from './delivery/sealed.js';
 import { createSourceProviderFactory } from './sources/provider.js';
 import { type Logger, createLogger } from './observe/log.js';
@@ -47,6 +49,10 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const logger = options.logger ?? createLogger({ level: config.log.level });
   // Read before opening the store, so a bad notifications.secretFile fails the start cleanly.
   const notifySettings = resolveNotifySettings(config.notifications);
+  // The cluster (config `kubernetes:`) is connected on first use: file-only users never load the Kubernetes client.
+  const kubernetes = options.delivery?.kubernetes ?? new LazyKube(config.kubernetes);
+  const leadership =
+    options.delivery?.leadership ?? (await leadershipFromConfig(config, { kubernetes, clock, logger, leaseTtlMs: deliveryLeaseTtlMs(config) }));
   const store = new Store(await connect(config.store.url));
   const authority = new Authority(store, clock, {
     maxLifetimeMs: config.durations.maxLifetimeMs,
@@ -88,8 +94,8 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   // Bindings with `source:` deliver an upstream's token instead of a minted one (src/sources/provider.ts).
   const sourceProvider =
     options.delivery?.sourceProvider ??
-    createSourceProviderFactory({ store, clock, logger, metrics, sealed: SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location)), kubernetes: options.delivery?.kubernetes });
-  const delivery = createDelivery({ config, store, authority, verifier, metrics, clock, logger }, { ...options.delivery, sourceProvider });
+    createSourceProviderFactory({ store, clock, logger, metrics, sealed: SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location)), kubernetes });
+  const delivery = createDelivery({ config, store, authority, verifier, metrics, clock, logger, notifier }, { ...options.delivery, sourceProvider, kubernetes, leadership });
   await withStartupLock(store, () => delivery.reconcile());
   ctx.plugins = [delivery.plugin, ...(ctx.plugins ?? [])];
   ctx.bindings = delivery.service;

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -135,7 +135,8 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
     dir = tempDir('pg-failover');
     writeFileSync(join(dir, 'tokenwarden.yaml'), `delivery: { interval: 200ms, leaseTtl: 1s, keyFile: ${join(dir, 'delivery.key')} }\nverify: { failureLimit: 0 }\n`);
     const first = await serve('first');
-    admin = rememberSecret(readFileSync(join(dir, 'first.boot'), 'utf8').trim());
+    // serve prints "listening" a moment before it writes the bootstrap file
+    admin = rememberSecret(await waitFor(async () => existsSync(join(dir, 'first.boot')) && readFileSync(join(dir, 'first.boot'), 'utf8').trim(), 'the bootstrap token', 10_000, 20));
     expect((await callApi(first.url, 'POST', '/api/v1/actors', { name: 'bot-failover', kind: 'service', roles: ['metrics-read'] }, admin)).status).toBe(201);
     const spec = { name: 'failover', actor: 'bot-failover', scopes: ['metrics.read'], lifetime: '1h', sinks: [{ kind: 'file', path: sink('a') }, { kind: 'file', path: sink('b') }], rotation: { grace: '1s', confirm: 'none' } };
     const created = await callApi(first.url, 'POST', '/api/v1/bindings', spec, admin);
@@ -144,7 +145,8 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
     await first.stop(); // graceful: releases the lease
   });
   afterAll(async () => {
-    await Promise.all(running.map((p) => p.stop()));
+    // (a process killed by a signal has exitCode null: stop() would wait for an exit already past)
+    await Promise.all(running.filter((p) => p.child.exitCode === null && p.child.signalCode === null).map((p) => p.stop()));
   });
 
   for (const point of ['deliver-partial', 'revoke'] as CrashPoint[]) {

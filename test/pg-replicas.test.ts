@@ -31,11 +31,20 @@ beforeAll(async () => {
   };
   const ports = await Promise.all([0, 1, 2].map(() => freePort()));
   // Started together, as a Deployment does: migrations and the first admin happen once.
-  replicas = await Promise.all(
+  const started = await Promise.allSettled(
     ports.map((port, i) => spawnServe(['--port', String(port), '--store', url, '--bootstrap-token-file', join(dir, `boot-${i}.token`)], env)),
   );
-  const written = [0, 1, 2].map((i) => join(dir, `boot-${i}.token`)).filter((f) => existsSync(f));
-  expect(written).toHaveLength(1);
+  replicas = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason; // afterAll stops the ones that did start
+  // serve prints "listening" a moment before it writes the bootstrap file
+  const files = [0, 1, 2].map((i) => join(dir, `boot-${i}.token`));
+  const written = await waitFor(async () => {
+    const found = files.filter((f) => existsSync(f) && readFileSync(f, 'utf8').trim());
+    return found.length > 0 && found;
+  }, 'the bootstrap token', 10_000, 20);
+  await new Promise((r) => setTimeout(r, 200));
+  expect(files.filter((f) => existsSync(f))).toHaveLength(1);
   admin = rememberSecret(readFileSync(written[0], 'utf8').trim());
   const actor = await callApi(replicas[0].url, 'POST', '/api/v1/actors', { name: 'bot-load', kind: 'service', roles: ['metrics-read'] }, admin);
   expect(actor.status).toBe(201);

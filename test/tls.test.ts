@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,7 +116,8 @@ describe('tokenwarden serve with TLS from the environment', () => {
       TOKENWARDEN_TLS_KEY: join(vol, 'tls.key'),
       TOKENWARDEN_CONFIG: writeConfig(join(dir, 'serve.yaml'), 'tls:\n  cert: /ignored/because/env/wins\n  key: /ignored\n  reloadInterval: 200ms\n'),
     });
-    rememberSecret(readFileSync(join(dir, 'boot.token'), 'utf8').trim());
+    // serve prints "listening" a moment before it writes the bootstrap file
+    rememberSecret(await waitFor(async () => existsSync(join(dir, 'boot.token')) && readFileSync(join(dir, 'boot.token'), 'utf8').trim(), 'the bootstrap token', 10_000, 20));
     try {
       expect(serve.url).toMatch(/^https:/);
       expect((await get(serve.url, 'tokenwarden.test')).serial).toBe('A1');

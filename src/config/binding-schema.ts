@@ -83,9 +83,10 @@ export const RestartTarget = T.Object(
 export const BindingSpecSchema = T.Object(
   {
     name: T.String({ pattern: BINDING_NAME_PATTERN, description: 'lowercase letters, digits, ".", "_" and "-"' }),
-    actor: T.String({ minLength: 1, maxLength: 128, description: 'the identity the token is issued for' }),
-    scopes: T.Array(T.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100 }),
-    lifetime: Duration,
+    // Required when tokenwarden mints the token; unused (and optional) with `source:` (see mintFieldProblems).
+    actor: T.Optional(T.String({ minLength: 1, maxLength: 128, description: 'the identity the token is issued for' })),
+    scopes: T.Optional(T.Array(T.String({ minLength: 1, maxLength: 128 }), { minItems: 1, maxItems: 100 })),
+    lifetime: T.Optional(Duration),
     sinks: T.Array(SinkSpec, { minItems: 1, maxItems: 20 }),
     rotation: T.Optional(RotationSpec),
     restart: T.Optional(T.Array(RestartTarget, { maxItems: 20, description: 'rollout-restart these consumers after each delivery' })),
@@ -98,6 +99,21 @@ export const BindingSpecSchema = T.Object(
 );
 
 export type BindingSpec = Static<typeof BindingSpecSchema>;
+
+const MINT_FIELDS = ['actor', 'scopes', 'lifetime'] as const;
+
+/**
+ * A binding that mints its token needs `actor`, `scopes` and `lifetime`; one with `source:`
+ * delivers an upstream's token and needs none of them. The schema cannot say "required unless",
+ * so this does, for the config file and the API alike, naming each missing field.
+ */
+export function mintFieldProblems(spec: Partial<Pick<BindingSpec, 'actor' | 'scopes' | 'lifetime' | 'source'>>): { field: string; message: string }[] {
+  if (spec.source) return [];
+  return MINT_FIELDS.filter((f) => spec[f] === undefined).map((field) => ({
+    field,
+    message: `${field} is required for a binding that mints its token (one without source:)`,
+  }));
+}
 export type SinkSpecT = Static<typeof SinkSpec>;
 export type FileSinkSpecT = Static<typeof FileSinkSpec>;
 export type KubernetesSecretSinkSpecT = Static<typeof KubernetesSecretSinkSpec>;

@@ -3,7 +3,8 @@ import { type Static, Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration } from '../clock.js';
-import { BindingSpecSchema } from './binding-schema.js';
+import { KubernetesConfigSchema, kubeConfigOptionsFrom } from '../kubernetes/config.js';
+import { BindingSpecSchema, mintFieldProblems } from './binding-schema.js';
 import { describeSchemaErrors } from './problems.js';
 
 /** Durations are written as "90d", "12h", "30s" or a number of seconds. */
@@ -68,9 +69,15 @@ export const ServerConfigSchema = T.Object(
         interval: T.Optional(Duration),
         leaseTtl: T.Optional(Duration),
         enabled: T.Boolean({ default: true, description: 'run the delivery controller in this process' }),
+        leader: T.Union([T.Literal('store'), T.Literal('kubernetes')], {
+          default: 'store',
+          description: 'how replicas elect the controller leader: a lease row in the store, or a coordination.k8s.io Lease (settings in kubernetes.lease)',
+        }),
       },
       { default: {} },
     ),
+    // Where the cluster is for Kubernetes sinks, sources, restarts and the Lease (docs/kubernetes.md); connected on first use only.
+    kubernetes: T.Optional(KubernetesConfigSchema),
   },
   { additionalProperties: true },
 );
@@ -108,6 +115,7 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
   TOKENWARDEN_VERIFY_FAILURE_LIMIT: ['verify', 'failureLimit', 'int'],
   TOKENWARDEN_VERIFY_CACHE_TTL: ['verify', 'cacheTtl', 'string'],
   TOKENWARDEN_DELIVERY_KEY_FILE: ['delivery', 'keyFile', 'string'],
+  TOKENWARDEN_DELIVERY_LEADER: ['delivery', 'leader', 'string'],
 };
 
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, Record<string, unknown>> } = {}): ResolvedConfig {
@@ -144,6 +152,17 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   }
   const withDefaults = Value.Default(ServerConfigSchema, Value.Clone(raw)) as ServerConfig;
   problems.push(...describeSchemaErrors(Value.Errors(ServerConfigSchema, withDefaults), envSources));
+  for (const [i, b] of (withDefaults.bindings ?? []).entries()) {
+    if (b && typeof b === 'object') for (const p of mintFieldProblems(b)) problems.push(`bindings[${i}].${p.field}: ${p.message}`);
+  }
+  try {
+    kubeConfigOptionsFrom(withDefaults.kubernetes);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+  if (withDefaults.kubernetes?.lease && withDefaults.delivery.leader !== 'kubernetes') {
+    problems.push('kubernetes.lease: set delivery.leader: kubernetes to elect the leader with this Lease (or remove kubernetes.lease)');
+  }
   if (problems.length) throw new ConfigError(problems);
   const d = (value: string | number | undefined, fallback: string) => parseDuration(value ?? fallback)!;
   const durations = {

@@ -7,8 +7,9 @@ import { BindingQueries, type BindingTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
 import type { Leadership } from './lease.js';
 import { CONTROLLER_PRINCIPAL } from './provider.js';
-import { LostLeadership, type RotationDeps, Rotator, safeError } from './rotation.js';
+import { LostLeadership, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation.js';
 import { createSink, describeSink } from './sinks/index.js';
+import { isHealthy } from './spec.js';
 
 export interface ControllerOptions {
   intervalMs: number;
@@ -175,6 +176,8 @@ export class DeliveryController {
     m.bindingExpiry.remove(name);
     m.bindingLastSuccess.remove(name);
     m.bindingHealthy.remove(name);
+    m.rotations.remove(name, 'failure');
+    m.rotations.remove(name, 'success');
   }
 
   /** Every replica exports the binding gauges (Prometheus may scrape any of them), from the store, at most every 10 s. */
@@ -187,7 +190,8 @@ export class DeliveryController {
       if (b.state === 'removing') continue;
       if (b.token_expires_at !== null) m.bindingExpiry.labels(b.name).set(b.token_expires_at / 1000);
       if (b.last_success_at !== null) m.bindingLastSuccess.labels(b.name).set(b.last_success_at / 1000);
-      m.bindingHealthy.labels(b.name).set(b.token_id !== null && b.state !== 'failing' && (b.token_expires_at ?? 0) > now ? 1 : 0);
+      m.bindingHealthy.labels(b.name).set(isHealthy(b, now) ? 1 : 0);
+      initRotationSeries(m, b.name);
     }
   }
 

@@ -1,5 +1,3 @@
-import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Authority } from '../authority/authority.js';
 import { type Clock, parseDuration } from '../clock.js';
@@ -12,6 +10,8 @@ import type { Store } from '../store/store.js';
 import type { Verifier } from '../verify/verifier.js';
 import { DeliveryController } from './controller.js';
 import { type Leadership, StoreLease } from './lease.js';
+import { leaseIdentity } from './leadership.js';
+import type { RotationDeps } from './rotation.js';
 import type { SourceProviderFactory } from './provider.js';
 import { SealedBox } from './sealed.js';
 import { BindingService } from './service.js';
@@ -24,7 +24,7 @@ export interface DeliveryOptions {
   /** Replaces the store lease (e.g. a Kubernetes Lease). */
   leadership?: Leadership;
   sourceProvider?: SourceProviderFactory;
-  /** Handed to the Kubernetes sink and restart. */
+  /** Handed to the Kubernetes sink and restart: clients, a KubeConfig, or the server's LazyKube (src/kubernetes/lazy.ts). */
   kubernetes?: unknown;
   retryBaseMs?: number;
   retryMaxMs?: number;
@@ -42,6 +42,11 @@ export interface Delivery {
   stop(): Promise<void>;
 }
 
+/** How long a leader's lease lasts without renewal (`delivery.leaseTtl`, default 15 s). */
+export function deliveryLeaseTtlMs(config: ResolvedConfig): number {
+  return parseDuration(config.delivery.leaseTtl ?? '15s')!;
+}
+
 /** The delivery key seals in-flight tokens; replicas sharing a store must share it. */
 export function deliveryKeyPath(config: ResolvedConfig, storeEngine: string, storeLocation: string): string {
   if (config.delivery.keyFile) return resolve(config.delivery.keyFile);
@@ -49,16 +54,26 @@ export function deliveryKeyPath(config: ResolvedConfig, storeEngine: string, sto
 }
 
 export function createDelivery(
-  parts: { config: ResolvedConfig; store: Store; authority: Authority; verifier: Verifier; metrics: Metrics; clock: Clock; logger: Logger },
+  parts: {
+    config: ResolvedConfig;
+    store: Store;
+    authority: Authority;
+    verifier: Verifier;
+    metrics: Metrics;
+    clock: Clock;
+    logger: Logger;
+    /** Told of every failed rotation (webhook notices), when configured. */
+    notifier?: RotationDeps['notifier'];
+  },
   options: DeliveryOptions = {},
 ): Delivery {
   const { config, store, authority, verifier, metrics, clock } = parts;
   const logger = parts.logger.child({ part: 'delivery' });
   const intervalMs = options.intervalMs ?? parseDuration(config.delivery.interval ?? '1s')!;
-  const leaseTtlMs = parseDuration(config.delivery.leaseTtl ?? '15s')!;
+  const leaseTtlMs = deliveryLeaseTtlMs(config);
   const sinkDeps = { logger, clock, kubernetes: options.kubernetes };
   const sealed = SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
-  const leadership = options.leadership ?? new StoreLease(store, clock, `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, { ttlMs: leaseTtlMs });
+  const leadership = options.leadership ?? new StoreLease(store, clock, leaseIdentity(), { ttlMs: leaseTtlMs });
   const controller = new DeliveryController(
     {
       store,
@@ -70,6 +85,7 @@ export function createDelivery(
       sinkDeps,
       lastUse: verifier.lastUse,
       sourceProvider: options.sourceProvider,
+      notifier: parts.notifier,
       leadership,
       pollMs: options.pollMs ?? Math.min(intervalMs, 1000),
       retryBaseMs: options.retryBaseMs ?? 1000,

@@ -42,9 +42,10 @@ export class MintProvider implements TokenProvider {
   async issue(binding: BindingRecord, oldTokenId: string | null, record: (issued: IssuedToken, tx: Store) => Promise<void>): Promise<void> {
     await this.authority.store.transaction(async (tx) => {
       const input: CreateTokenInput & { replaces?: string } = {
-        actor: binding.spec.actor,
+        // normalizeSpec guarantees these for a binding without source:
+        actor: binding.spec.actor!,
         name: `binding:${binding.name}`,
-        scopes: binding.spec.scopes,
+        scopes: binding.spec.scopes!,
         lifetimeMs: binding.lifetimeMs,
         bindingId: binding.id,
         // Lineage, and lets the successor carry the same name while its predecessor is still live.

@@ -6,6 +6,7 @@ import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BindingQueries, type BindingTable, type RotationTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
+import { withinRemainingLife } from '../sources/schedule.js';
 import { redactTokens } from '../token/format.js';
 import type { LastUseRecorder } from '../verify/last-use.js';
 import { crashPoint } from './crash-points.js';
@@ -41,6 +42,17 @@ export interface RotationDeps {
   retryMaxMs: number;
   fetch?: typeof fetch;
   random?: () => number;
+  /** Webhook notices (observe/notify.ts), when configured: told of every failed rotation. */
+  notifier?: { rotationFailed(binding: string, reason: string): Promise<unknown> };
+}
+
+/**
+ * Both outcomes of a binding's rotations counter exist from the start at 0, so the shipped
+ * `increase(tokenwarden_rotations_total{outcome="failure"}[…]) > 0` alert sees the first failure.
+ */
+export function initRotationSeries(metrics: Metrics, binding: string): void {
+  metrics.rotations.inc({ binding, outcome: 'failure' }, 0);
+  metrics.rotations.inc({ binding, outcome: 'success' }, 0);
 }
 
 /** A message fit for the API and logs: no token, bounded length. */
@@ -80,6 +92,7 @@ export class Rotator {
   /** Starts a rotation of a due binding (mints and records the new token in one transaction), then drives it. */
   async begin(row: BindingTable): Promise<void> {
     const binding = toRecord(row);
+    initRotationSeries(this.deps.metrics, binding.name);
     let rotationId: string | undefined;
     try {
       crashPoint('mint');
@@ -246,7 +259,9 @@ export class Rotator {
     const now = this.now();
     const verdict = await this.confirmation(binding, rot, now);
     if (verdict.ok) {
-      const graceUntil = rot.old_token_id ? now + binding.policy.graceMs : now;
+      // Grace keeps a revocable old token alive a little longer. An upstream's token (a source
+      // binding, not verifiable here) cannot be revoked, so waiting would only hold back the next refresh.
+      const graceUntil = rot.old_token_id && this.providerFor(binding).verifiable ? now + binding.policy.graceMs : now;
       const patch = { confirmed_at: now, grace_until: graceUntil, sealed: null, note: verdict.note ?? rot.note };
       // Without a grace period, confirming and revoking commit together (one transaction fewer per rotation).
       if (graceUntil <= now) {
@@ -265,8 +280,7 @@ export class Rotator {
       }
     });
     if (message && rot.last_error === null) {
-      this.deps.metrics.rotations.labels(binding.name, 'failure').inc();
-      this.deps.metrics.bindingHealthy.labels(binding.name).set(0);
+      await this.failedMetrics(binding.name, message);
       this.deps.logger.warn({ binding: binding.name, seq: rot.seq }, message);
     }
     return 'wait';
@@ -349,36 +363,60 @@ export class Rotator {
     return Math.round(base * (0.8 + 0.4 * (this.deps.random ?? Math.random)()));
   }
 
+  /**
+   * The retry delay of a failing binding. An upstream's token cannot be re-issued at will, so for
+   * a source binding the retry also comes at most at half of what the last good token in the
+   * sinks has left (the agent's rule, sources/schedule.ts).
+   */
+  retryDelay(binding: BindingRecord, attempt: number, now: number): number {
+    const delay = this.backoff(attempt);
+    if (!binding.spec.source || binding.row.token_expires_at === null) return delay;
+    return Math.round(withinRemainingLife(delay, binding.row.token_expires_at - now, Math.min(100, this.deps.retryBaseMs)));
+  }
+
   private async stepFailed(binding: BindingRecord, rot: RotationTable, err: unknown): Promise<void> {
     const now = this.now();
     const message = `${rot.step}: ${safeError(err)}`;
     const attempts = rot.attempts + 1;
     await this.deps.store.transaction(async (tx) => {
-      await this.q(tx).updateRotation(rot.id, { attempts, retry_at: now + this.backoff(attempts), last_error: message, updated_at: now });
+      await this.q(tx).updateRotation(rot.id, { attempts, retry_at: now + this.retryDelay(binding, attempts, now), last_error: message, updated_at: now });
       await this.q(tx).update(binding.id, { state: 'failing', last_error: message, failures: binding.row.failures + 1, updated_at: now });
     });
-    this.failedMetrics(binding.name);
+    await this.failedMetrics(binding.name, message);
     this.deps.logger.warn({ binding: binding.name, seq: rot.seq, step: rot.step, attempts }, `rotation step failed, will retry: ${message}`);
   }
 
-  /** A rotation could not even start (the mint was refused, the source is down): retry the binding later. */
+  /**
+   * A rotation could not even start (the mint was refused, the source is down): retry the binding
+   * later. The error names where the token comes from ("mint: …", "http-login: …"). A source that
+   * is gone (its Secret deleted: the user may have been offboarded) puts the binding in state
+   * "gone"; the last good token stays in the sinks until it expires.
+   */
   private async bindingFailed(binding: BindingRecord, err: unknown): Promise<void> {
     const now = this.now();
     const failures = binding.row.failures + 1;
-    const message = `mint: ${safeError(err)}`;
+    const message = `${binding.spec.source?.kind ?? 'mint'}: ${safeError(err)}`;
+    const gone = (err as { reason?: unknown }).reason === 'gone';
     await this.q().update(binding.id, {
-      state: binding.row.state === 'removing' ? 'removing' : 'failing',
+      state: binding.row.state === 'removing' ? 'removing' : gone ? 'gone' : 'failing',
       last_error: message,
       failures,
-      retry_at: now + this.backoff(failures),
+      retry_at: now + this.retryDelay(binding, failures, now),
       updated_at: now,
     });
-    this.failedMetrics(binding.name);
-    this.deps.logger.warn({ binding: binding.name, failures }, `rotation could not start, will retry: ${message}`);
+    await this.failedMetrics(binding.name, message);
+    this.deps.logger.warn({ binding: binding.name, failures, ...(gone ? { reason: 'gone' } : {}) }, `rotation could not start, will retry: ${message}`);
   }
 
-  private failedMetrics(name: string): void {
+  /** Counts the failure, marks the binding unhealthy, and tells the webhook (never a secret: `reason` is already safe). */
+  private async failedMetrics(name: string, reason: string): Promise<void> {
     this.deps.metrics.rotations.labels(name, 'failure').inc();
     this.deps.metrics.bindingHealthy.labels(name).set(0);
+    try {
+      await this.deps.notifier?.rotationFailed(name, reason);
+    } catch (err) {
+      // A notice that cannot be queued must not hold up the controller; the notifier's own check reports failures again.
+      this.deps.logger.warn({ binding: name, err: safeError(err) }, 'could not queue the rotation-failure notice');
+    }
   }
 }

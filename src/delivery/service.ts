@@ -9,7 +9,7 @@ import { BindingQueries, type BindingTable, type RotationTable } from '../store/
 import type { Store } from '../store/store.js';
 import { CONTROLLER_PRINCIPAL, type SourceProviderFactory } from './provider.js';
 import { type SinkDeps, createSink, describeSink } from './sinks/index.js';
-import { type BindingRecord, nextRotationAt, normalizeSpec, specHash, toRecord, tokenShape } from './spec.js';
+import { type BindingRecord, isHealthy, nextRotationAt, normalizeSpec, specHash, toRecord, tokenShape } from './spec.js';
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
@@ -18,9 +18,10 @@ export interface BindingView {
   origin: 'config' | 'api';
   state: BindingTable['state'];
   healthy: boolean;
-  actor: string;
+  /** Null for a source binding: it mints nothing. */
+  actor: string | null;
   scopes: string[];
-  lifetime: string | number;
+  lifetime: string | number | null;
   sinks: BindingSpec['sinks'];
   rotation: BindingSpec['rotation'];
   restart: NonNullable<BindingSpec['restart']>;
@@ -222,6 +223,8 @@ export class BindingService {
       if (!this.deps.sourceProvider) throw problem.invalid('source.kind', `source kind "${normal.spec.source.kind}" is not available in this build`);
       this.deps.sourceProvider({ id: selfId ?? 'new', name: spec.name, spec: normal.spec, lifetimeMs: normal.lifetimeMs, policy: normal.policy, row: null as never } satisfies BindingRecord);
     } else {
+      // normalizeSpec made sure a minting binding names all three.
+      const spec = normal.spec as BindingSpec & Required<Pick<BindingSpec, 'actor' | 'scopes' | 'lifetime'>>;
       const actor = await this.deps.store.findActorByName(spec.actor);
       if (!actor) throw problem.invalid('actor', `identity "${spec.actor}" does not exist; create it first (tokenwarden actor create ${spec.actor} --role …)`);
       if (actor.disabled) throw problem.invalid('actor', `identity "${spec.actor}" is disabled; no token can be issued for it`);
@@ -325,10 +328,10 @@ export class BindingService {
       name: row.name,
       origin: row.origin,
       state: row.state,
-      healthy: row.token_id !== null && row.state !== 'failing' && (row.token_expires_at ?? 0) > now,
-      actor: spec.actor,
-      scopes: spec.scopes,
-      lifetime: spec.lifetime,
+      healthy: isHealthy(row, now),
+      actor: spec.actor ?? null,
+      scopes: spec.scopes ?? [],
+      lifetime: spec.lifetime ?? null,
       sinks: spec.sinks,
       rotation: spec.rotation,
       restart: spec.restart ?? [],

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { BindingSpec, ConfirmSpecT, SinkSpecT } from '../config/binding-schema.js';
+import { type BindingSpec, type ConfirmSpecT, type SinkSpecT, mintFieldProblems } from '../config/binding-schema.js';
 import { parseDuration } from '../clock.js';
 import { problem } from '../errors.js';
 import type { BindingTable } from '../store/bindings.js';
@@ -21,6 +21,7 @@ export interface BindingRecord {
   id: string;
   name: string;
   spec: BindingSpec;
+  /** The minted token's lifetime; 0 for a source binding without one (the upstream's expiry rules). */
   lifetimeMs: number;
   policy: RotationPolicy;
   row: BindingTable;
@@ -45,7 +46,9 @@ function confirmOf(c: ConfirmSpecT | undefined): Confirm {
  * plus its jitter stays inside the lifetime. Errors name the field.
  */
 export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeMs: number; policy: RotationPolicy } {
-  const lifetimeMs = duration('lifetime', spec.lifetime, '0', 1000);
+  const missing = mintFieldProblems(spec)[0];
+  if (missing) throw problem.invalid(missing.field, missing.message);
+  const lifetimeMs = spec.lifetime === undefined ? 0 : duration('lifetime', spec.lifetime, '0', 1000);
   const r = spec.rotation ?? ({} as NonNullable<BindingSpec['rotation']>);
   const at = r.at ?? POLICY_DEFAULTS.at;
   const jitter = r.jitter ?? POLICY_DEFAULTS.jitter;
@@ -59,7 +62,7 @@ export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeM
     confirmTimeoutMs: duration('rotation.confirmTimeout', r.confirmTimeout, POLICY_DEFAULTS.confirmTimeout, 1),
     quietMs: duration('rotation.quiet', r.quiet, POLICY_DEFAULTS.quiet),
   };
-  if (policy.graceMs >= lifetimeMs) throw problem.invalid('rotation.grace', 'rotation.grace must be shorter than the lifetime');
+  if (lifetimeMs && policy.graceMs >= lifetimeMs) throw problem.invalid('rotation.grace', 'rotation.grace must be shorter than the lifetime');
   const sinks = spec.sinks.map((s): SinkSpecT => (s.kind === 'file' ? s : { ...s, key: s.key ?? 'token' }));
   const seen = new Set<string>();
   sinks.forEach((s, i) => {
@@ -72,7 +75,7 @@ export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeM
 
 /** The parts of a spec that shape the token or where it goes: a change to them needs a new token. */
 export function tokenShape(spec: BindingSpec): string {
-  return JSON.stringify([spec.actor, [...spec.scopes].sort(), spec.lifetime, spec.sinks, spec.source ?? null]);
+  return JSON.stringify([spec.actor, [...(spec.scopes ?? [])].sort(), spec.lifetime, spec.sinks, spec.source ?? null]);
 }
 
 export function specHash(spec: BindingSpec): string {
@@ -82,6 +85,11 @@ export function specHash(spec: BindingSpec): string {
 export function toRecord(row: BindingTable): BindingRecord {
   const parsed = normalizeSpec(JSON.parse(row.spec) as BindingSpec);
   return { id: row.id, name: row.name, spec: parsed.spec, lifetimeMs: parsed.lifetimeMs, policy: parsed.policy, row };
+}
+
+/** A binding is healthy while a valid token is delivered and its last attempt did not fail (nor find its source gone). */
+export function isHealthy(row: Pick<BindingTable, 'token_id' | 'state' | 'token_expires_at'>, now: number): boolean {
+  return row.token_id !== null && row.state !== 'failing' && row.state !== 'gone' && (row.token_expires_at ?? 0) > now;
 }
 
 /** When the token minted at `issuedAt` should be replaced: at a fraction of its life, ± jitter. */

@@ -8,9 +8,8 @@ import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { DbSourceState } from '../store/source-state.js';
 import type { Store } from '../store/store.js';
-import { HTTP_SOURCE_KINDS, type HttpSourceConfig, checkHttpSource } from './config.js';
-import { type ClosableSource, createHttpSource } from './factory.js';
-import { loadKubernetesSecretSource } from './kubernetes-loader.js';
+import { checkHttpSource } from './config.js';
+import { type ClosableSource, createSource } from './factory.js';
 import { safeMessage } from './refresher.js';
 import type { SecretSlot } from './sealed-state.js';
 import type { FetchedToken } from './source.js';
@@ -58,6 +57,20 @@ export function createSourceProviderFactory(deps: SourceProviderDeps): SourcePro
   };
 }
 
+/**
+ * A source's failure as the controller sees it: a secret-free message, the source kind (the
+ * binding's lastError starts with it) and the source's own reason when it has one; 'gone' (the
+ * Secret was deleted, seed 002's offboarded user) turns the binding to state "gone".
+ */
+export class SourceFailure extends Error {
+  readonly reason: string | undefined;
+  constructor(readonly kind: string, message: string, reason?: unknown) {
+    super(message);
+    this.name = 'SourceFailure';
+    this.reason = typeof reason === 'string' ? reason : undefined;
+  }
+}
+
 class SourceTokenProvider implements TokenProvider {
   readonly verifiable = false;
   readonly kind: string;
@@ -69,13 +82,11 @@ class SourceTokenProvider implements TokenProvider {
 
   private build(): Promise<ClosableSource> {
     this.source ??= (async () => {
-      const sourceDeps = { clock: this.deps.clock, logger: this.deps.logger, env: this.deps.env };
-      if (this.spec.kind === 'kubernetes-secret') {
-        return (await loadKubernetesSecretSource(this.spec, { ...sourceDeps, binding: this.binding, kubernetes: this.deps.kubernetes })) as ClosableSource;
-      }
-      if (!(HTTP_SOURCE_KINDS as readonly string[]).includes(this.spec.kind)) throw new Error(`unknown source kind "${this.spec.kind}"`);
-      return createHttpSource(this.spec as unknown as HttpSourceConfig, sourceDeps, { slot: this.slot() });
+      const sourceDeps = { clock: this.deps.clock, logger: this.deps.logger, env: this.deps.env, kubernetes: this.deps.kubernetes };
+      return createSource(this.spec, sourceDeps, { slot: this.slot() });
     })();
+    // A failed build (a kubeconfig not there yet) is tried again at the next attempt.
+    this.source.catch(() => (this.source = null));
     return this.source;
   }
 
@@ -103,7 +114,7 @@ class SourceTokenProvider implements TokenProvider {
     } catch (err) {
       this.deps.metrics.refreshFailures.labels(this.binding, this.kind).inc();
       // The controller records this as the binding's last error: keep it free of secrets.
-      throw new Error(safeMessage(err));
+      throw new SourceFailure(this.kind, safeMessage(err), (err as { reason?: unknown }).reason);
     }
     await this.deps.store.transaction((tx) => record({ tokenId: upstreamTokenId(fetched.token), plaintext: fetched.token, expiresAt: fetched.expiresAt }, tx));
   }

@@ -27,6 +27,15 @@ export function nextRefreshAt(fetchedAt: number, expiresAt: number, policy: Refr
 export function retryDelay(attempt: number, policy: RefreshPolicy, remainingMs: number | undefined, random: Random = Math.random): number {
   const base = Math.min(policy.retryMaxMs, policy.retryInitialMs * 2 ** Math.min(30, Math.max(0, attempt - 1)));
   const jittered = base / 2 + (random() * base) / 2;
-  if (remainingMs !== undefined && remainingMs > 0) return Math.max(Math.min(100, policy.retryInitialMs), Math.min(jittered, remainingMs / 2));
-  return jittered;
+  return withinRemainingLife(jittered, remainingMs, Math.min(100, policy.retryInitialMs));
+}
+
+/**
+ * While the last good token is alive (`remainingMs` > 0), a retry waits at most half of what it
+ * has left, and at least `floorMs`: several attempts happen before it dies. The agent's
+ * refresher and the server's delivery controller both retry by this rule.
+ */
+export function withinRemainingLife(delayMs: number, remainingMs: number | undefined, floorMs: number): number {
+  if (remainingMs === undefined || remainingMs <= 0) return delayMs;
+  return Math.max(floorMs, Math.min(delayMs, remainingMs / 2));
 }

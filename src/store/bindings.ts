@@ -30,7 +30,8 @@ export interface BindingTable {
   updated_at: number;
 }
 
-export type BindingState = 'pending' | 'active' | 'rotating' | 'failing' | 'removing';
+/** `gone`: the binding's source is gone (its Secret deleted: an offboarded user); retried, reported unhealthy. */
+export type BindingState = 'pending' | 'active' | 'rotating' | 'failing' | 'gone' | 'removing';
 
 /** One rotation: mint → deliver → (restart) → confirm → grace → revoke → done. Each step is committed before the next starts. */
 export interface RotationTable {

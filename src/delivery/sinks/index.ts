@@ -1,6 +1,7 @@
 import type { RestartTargetT, SinkSpecT } from '../../config/binding-schema.js';
 import type { Clock } from '../../clock.js';
 import type { Logger } from '../../observe/log.js';
+import { kubeAccess } from '../../kubernetes/lazy.js';
 import type { Sink } from '../sink.js';
 import { FileSink } from './file.js';
 
@@ -8,7 +9,7 @@ import { FileSink } from './file.js';
 export interface SinkDeps {
   logger: Logger;
   clock?: Clock;
-  /** Handed to the Kubernetes sink, restart and lease (a KubeConfig or clients); absent = kubectl's lookup. */
+  /** Handed to the Kubernetes sink, restart and lease (a KubeConfig, clients, or the server's LazyKube); absent = kubectl's lookup. */
   kubernetes?: unknown;
 }
 
@@ -20,7 +21,7 @@ export async function createSink(spec: SinkSpecT, deps: SinkDeps, binding?: stri
     case 'kubernetes-secret': {
       const { createKubernetesSecretSink } = await import('./kubernetes-secret.js');
       const { kind: _kind, ...secret } = spec;
-      return createKubernetesSecretSink(secret, { kubernetes: deps.kubernetes, clock: deps.clock, logger: deps.logger, binding });
+      return createKubernetesSecretSink(secret, { kubernetes: await kubeAccess(deps.kubernetes), clock: deps.clock, logger: deps.logger, binding });
     }
   }
 }
@@ -32,7 +33,7 @@ export async function createSink(spec: SinkSpecT, deps: SinkDeps, binding?: stri
 export async function restartConsumers(targets: RestartTargetT[], deps: SinkDeps, binding: string, revision: string): Promise<void> {
   if (!targets.length) return;
   const { restartWorkloads } = await import('../restart.js');
-  await restartWorkloads(targets, { kubernetes: deps.kubernetes, clock: deps.clock, logger: deps.logger, binding, revision });
+  await restartWorkloads(targets, { kubernetes: await kubeAccess(deps.kubernetes), clock: deps.clock, logger: deps.logger, binding, revision });
 }
 
 /** A description of a sink spec without secrets, the same one its Sink reports. */
