@@ -187,6 +187,14 @@ describe('rotation state machine (ManualClock, real SQLite, real files)', () => 
     expect(res.body.tokenId).toBe(before);
   });
 
+  it("leaves a binding's tokens out of the unused report unless asked: revoking one by hand would break its consumer", async () => {
+    const managed = (await binding('scrape')).tokenId;
+    const far = await s.api('GET', '/api/v1/tokens/unused?days=0');
+    expect(far.body.items.map((t: any) => t.id)).not.toContain(managed);
+    const all = await s.api('GET', '/api/v1/tokens/unused?days=0&includeManaged=true');
+    expect(all.body.items.map((t: any) => t.id)).toContain(managed);
+  });
+
   it('removal revokes every token of the binding and deletes what it delivered', async () => {
     const token = readToken(path());
     const res = await s.api('DELETE', '/api/v1/bindings/scrape');

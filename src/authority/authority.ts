@@ -406,11 +406,15 @@ export class Authority {
     return rows.map((r) => toTokenView(r, names.get(r.actor_id) ?? r.actor_id, this.clock.now()));
   }
 
-  /** Tokens not used for `days` (never-used tokens count from their creation): seed 004's "last synced at". */
-  async unusedTokens(p: Principal, days: number): Promise<TokenView[]> {
+  /**
+   * Tokens not used for `days` (never-used tokens count from their creation): seed 004's "last synced at".
+   * Tokens a binding manages are left out unless asked for: the binding rotates them, and revoking one
+   * by hand would break its consumer until the next rotation.
+   */
+  async unusedTokens(p: Principal, days: number, options: { includeManaged?: boolean } = {}): Promise<TokenView[]> {
     const cutoff = this.clock.now() - days * 86_400_000;
     const live = await this.listTokens(p, { state: 'active' });
-    return live.filter((t) => Date.parse(t.lastUsed?.at ?? t.createdAt) < cutoff);
+    return live.filter((t) => (options.includeManaged || t.bindingId === null) && Date.parse(t.lastUsed?.at ?? t.createdAt) < cutoff);
   }
 
   // ---- audit ----

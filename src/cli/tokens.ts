@@ -100,9 +100,11 @@ export function registerTokenCommands(program: Command, ctx: Ctx): void {
     .option('-d, --days <n>', 'days without use', '30')
     .option('--revoke', 'revoke every token listed, after a confirmation read from stdin')
     .option('-y, --yes', 'with --revoke: do not ask')
-    .action(async (o: { days: string; revoke?: boolean; yes?: boolean }) => {
+    .option('--include-managed', 'also list tokens that a binding delivers and rotates')
+    .action(async (o: { days: string; revoke?: boolean; yes?: boolean; includeManaged?: boolean }) => {
       const { client, output } = ctx();
-      const res = await client.request('GET', `/api/v1/tokens/unused?days=${encodeURIComponent(o.days)}`);
+      const managed = o.includeManaged ? '&includeManaged=true' : '';
+      const res = await client.request('GET', `/api/v1/tokens/unused?days=${encodeURIComponent(o.days)}${managed}`);
       print(output, res.items, TOKEN_COLUMNS);
       if (o.revoke && res.items.length) {
         if (!o.yes && !(await confirm(`Revoke these ${res.items.length} token(s)? [y/N] `))) {

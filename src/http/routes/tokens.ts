@@ -52,19 +52,22 @@ export function registerTokenRoutes(api: FastifyInstance, ctx: AppContext): void
     async (req) => ({ items: await authority.listTokens(req.principal, req.query) }),
   );
 
-  api.get<{ Querystring: { days?: number } }>(
+  api.get<{ Querystring: { days?: number; includeManaged?: boolean } }>(
     '/tokens/unused',
     {
       schema: {
         tags: ['tokens'],
         summary: 'Live tokens not used for N days (never-used ones count from creation)',
-        querystring: T.Object({ days: T.Optional(T.Integer({ minimum: 0, maximum: 3650, default: 30 })) }),
+        querystring: T.Object({
+          days: T.Optional(T.Integer({ minimum: 0, maximum: 3650, default: 30 })),
+          includeManaged: T.Optional(T.Boolean({ description: 'also list tokens that a binding delivers and rotates' })),
+        }),
         response: { 200: T.Object({ days: T.Integer(), items: T.Array(S.TokenView) }), ...errors },
       },
     },
     async (req) => {
       const days = req.query.days ?? 30;
-      return { days, items: await authority.unusedTokens(req.principal, days) };
+      return { days, items: await authority.unusedTokens(req.principal, days, { includeManaged: req.query.includeManaged }) };
     },
   );
 

@@ -1,5 +1,6 @@
 import { type TokenState, tokenState } from '../../authority/authority.js';
 import { formatDuration } from '../../clock.js';
+import { BindingQueries } from '../../store/bindings.js';
 import type { Store } from '../../store/store.js';
 import { type ParseFailure, TOKEN_PREFIX, describeParseFailure, parseToken, secretMatches } from '../../token/format.js';
 
@@ -116,6 +117,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
     };
   }
   const actor = await store.findActorById(row.actor_id);
+  const binding = row.binding_id ? ((await BindingQueries.of(store).byId(row.binding_id))?.name ?? row.binding_id) : null;
   const held = actor ? new Set(await store.scopesOfActor(row.actor_id)) : new Set<string>();
   const scopes = JSON.parse(row.scopes) as string[];
   const state = tokenState(row, now);
@@ -157,7 +159,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
       explanation: `${who} was revoked on ${facts.revokedAt} by ${row.revoked_by ?? 'an unknown actor'}${row.revoke_reason ? ` (reason: ${row.revoke_reason})` : ''}`,
       hints: [
         successor ? `its successor is token ${successor}: give the client that one` : 'a revoked token never works again: mint a new one (tokenwarden token create …)',
-        ...(row.binding_id ? [`it was delivered by binding ${row.binding_id}; the consumer still holds the old token: check that it re-reads its Secret or file`] : []),
+        ...(binding ? [`it was delivered by binding ${binding}; the consumer still holds the old token: check that it re-reads its Secret or file`] : []),
       ],
     };
   }
@@ -168,8 +170,8 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
       reason: 'expired',
       token: facts,
       explanation: `${who} expired on ${facts.expiresAt}, ${formatDuration(now - row.expires_at)} ago`,
-      hints: row.binding_id
-        ? [`binding ${row.binding_id} delivers it and should have rotated it; see tokenwarden binding show ${row.binding_id}`]
+      hints: binding
+        ? [`binding ${binding} delivers it and should have rotated it; see tokenwarden binding show ${binding}`]
         : [`replace it with a fresh one: tokenwarden token replace ${row.id} (or let a binding deliver and rotate it)`],
     };
   }
