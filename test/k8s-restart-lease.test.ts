@@ -1,26 +1,22 @@
-import { createWriteStream } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { KubernetesLease } from '../src/delivery/kubernetes-lease.js';
 import { RestartError, type RestartTarget, restartWorkloads } from '../src/delivery/restart.js';
 import { LostLeadership } from '../src/delivery/rotation.js';
 import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
-import { type KubeClients, kubeClients, loadKubeConfig } from '../src/kubernetes/client.js';
+import type { KubeClients } from '../src/kubernetes/client.js';
 import { KubernetesError } from '../src/kubernetes/errors.js';
 import { tokenRef } from '../src/kubernetes/metadata.js';
-import { createLogger } from '../src/observe/log.js';
 import type { Store } from '../src/store/store.js';
 import { mintToken } from '../src/token/format.js';
-import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
-import { LOG_DIR, rememberSecret } from './support/output.js';
+import { type KubernetesEmulator, useKubernetesEmulator } from './support/k8s-emulator.js';
+import { rememberSecret } from './support/output.js';
 
 const NS = 'monitoring';
 let k8s: KubernetesEmulator;
 let kube: KubeClients;
 const clock = new ManualClock(Date.UTC(2026, 2, 1, 12, 0, 0));
-const logStream = createWriteStream(join(LOG_DIR, `k8s-restart-lease-${process.pid}.log`));
-const logger = createLogger({ level: 'debug', stream: logStream });
+const { logger } = useKubernetesEmulator({ namespaces: ['default', NS], logName: 'k8s-restart-lease', kubeconfigNamespace: NS }, (cluster) => ({ k8s, kube } = cluster));
 
 const workload = (kind: string, name: string) => ({
   apiVersion: 'apps/v1',
@@ -34,22 +30,9 @@ const targets: RestartTarget[] = [
 ];
 const restartedAt = (resource: string, name: string) => k8s.get(resource, NS, name)!.spec.template.metadata.annotations?.['kubectl.kubernetes.io/restartedAt'];
 
-beforeAll(async () => {
-  k8s = await startKubernetesEmulator({ namespaces: ['default', NS] });
-  kube = kubeClients(loadKubeConfig({ mode: 'kubeconfig', path: k8s.writeKubeconfig({ namespace: NS }) }));
+beforeAll(() => {
   k8s.seed('deployments', workload('Deployment', 'prometheus'));
   k8s.seed('statefulsets', workload('StatefulSet', 'alertmanager'));
-});
-
-afterAll(async () => {
-  await k8s.stop();
-  await new Promise((r) => logStream.end(r));
-});
-
-beforeEach(() => {
-  k8s.clearFaults();
-  k8s.allow();
-  k8s.clearLog();
 });
 
 describe('rollout restart', () => {

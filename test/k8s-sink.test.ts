@@ -1,22 +1,18 @@
-import { createWriteStream } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
 import { type KubeClients, kubeClients, loadKubeConfig } from '../src/kubernetes/client.js';
 import { KubernetesError } from '../src/kubernetes/errors.js';
-import { createLogger } from '../src/observe/log.js';
 import { Problem } from '../src/errors.js';
 import { mintToken } from '../src/token/format.js';
-import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
-import { LOG_DIR, rememberSecret } from './support/output.js';
+import { type KubernetesEmulator, useKubernetesEmulator } from './support/k8s-emulator.js';
+import { rememberSecret } from './support/output.js';
 
 const NS = 'monitoring';
 let k8s: KubernetesEmulator;
 let kube: KubeClients;
 const clock = new ManualClock(Date.UTC(2026, 2, 1, 12, 0, 0));
-const logStream = createWriteStream(join(LOG_DIR, `k8s-sink-${process.pid}.log`));
-const logger = createLogger({ level: 'debug', stream: logStream });
+const { logger } = useKubernetesEmulator({ namespaces: ['default', NS, 'locked'], logName: 'k8s-sink' }, (cluster) => ({ k8s, kube } = cluster));
 const sleeps: number[] = [];
 
 function token(): { plaintext: string; id: string } {
@@ -32,20 +28,7 @@ function sink(name: string, extra: { namespace?: string; key?: string; labels?: 
   );
 }
 
-beforeAll(async () => {
-  k8s = await startKubernetesEmulator({ namespaces: ['default', NS, 'locked'] });
-  kube = kubeClients(loadKubeConfig({ mode: 'kubeconfig', path: k8s.writeKubeconfig() }));
-});
-
-afterAll(async () => {
-  await k8s.stop();
-  await new Promise((r) => logStream.end(r));
-});
-
 beforeEach(() => {
-  k8s.clearFaults();
-  k8s.allow();
-  k8s.clearLog();
   sleeps.length = 0;
 });
 

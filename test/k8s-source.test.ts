@@ -1,25 +1,20 @@
-import { createWriteStream } from 'node:fs';
-import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
-import { type KubeClients, kubeClients, loadKubeConfig } from '../src/kubernetes/client.js';
-import { createLogger } from '../src/observe/log.js';
+import type { KubeClients } from '../src/kubernetes/client.js';
 import { SourceGoneError, createKubernetesSecretSource } from '../src/sources/kubernetes-secret.js';
 import { SourceRefresher } from '../src/sources/refresher.js';
 import { UpstreamError } from '../src/sources/upstream-http.js';
-import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
-import { LOG_DIR, rememberSecret } from './support/output.js';
+import { type KubernetesEmulator, useKubernetesEmulator } from './support/k8s-emulator.js';
+import { rememberSecret } from './support/output.js';
 
 // Seed 002: a platform keeps a 10–30 minute token in Secret access-token, key AUTH_TOKEN, in the user's namespace.
 const USER_NS = 'user-alice';
 let k8s: KubernetesEmulator;
 let kube: KubeClients;
 const clock = new ManualClock(Date.UTC(2026, 3, 1, 9, 0, 0));
-const logFile = join(LOG_DIR, `k8s-source-${process.pid}.log`);
-const logStream = createWriteStream(logFile);
-const logger = createLogger({ level: 'debug', stream: logStream });
+const { logger } = useKubernetesEmulator({ namespaces: ['default', USER_NS, 'tools'], logName: 'k8s-source' }, (cluster) => ({ k8s, kube } = cluster));
 const signingKey = new TextEncoder().encode(`platform-signing-key-${process.pid}-${Math.random()}`);
 
 async function jwt(expSeconds: number, subject = 'alice'): Promise<string> {
@@ -36,21 +31,6 @@ function platformWrites(token: string, extra: Record<string, string> = {}): void
 
 const source = (lifetime?: string) =>
   createKubernetesSecretSource({ namespace: USER_NS, name: 'access-token', key: 'AUTH_TOKEN', ...(lifetime ? { lifetime } : {}) }, { kubernetes: kube, clock, logger });
-
-beforeAll(async () => {
-  k8s = await startKubernetesEmulator({ namespaces: ['default', USER_NS, 'tools'] });
-  kube = kubeClients(loadKubeConfig({ mode: 'kubeconfig', path: k8s.writeKubeconfig() }));
-});
-
-afterAll(async () => {
-  await k8s.stop();
-  await new Promise((r) => logStream.end(r));
-});
-
-beforeEach(() => {
-  k8s.clearFaults();
-  k8s.allow();
-});
 
 describe('kubernetes-secret source', () => {
   it('reads the token and takes its expiry from the JWT exp, and follows the platform rewriting it', async () => {

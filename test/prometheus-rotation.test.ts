@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOG_DIR, rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { rememberSecret, tempDir } from './support/output.js';
+import { waitFor } from './support/ports.js';
+import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
 import { type TestServer, startTestServer } from './support/server.js';
 
 /**
@@ -15,16 +15,8 @@ import { type TestServer, startTestServer } from './support/server.js';
  */
 const ROTATIONS = 20;
 let s: TestServer;
-let prometheus: ChildProcess;
-let promUrl: string;
+let prometheus: PrometheusProcess;
 let dir: string;
-
-async function promQuery(path: string): Promise<any> {
-  const res = await fetch(`${promUrl}${path}`);
-  const body = (await res.json()) as { status: string; data: any };
-  if (body.status !== 'success') throw new Error(`prometheus ${path}: ${JSON.stringify(body)}`);
-  return body.data;
-}
 
 const successes = async () => {
   const text = await s.tw.ctx.metrics.registry.getSingleMetricAsString('tokenwarden_rotations_total');
@@ -47,12 +39,11 @@ beforeAll(async () => {
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   rememberSecret(readFileSync(tokenFile, 'utf8').trim());
 
-  const promPort = await freePort();
-  promUrl = `http://127.0.0.1:${promPort}`;
   const target = new URL(s.url).host;
-  writeFileSync(
-    join(dir, 'prometheus.yml'),
-    [
+  prometheus = await startPrometheus({
+    dir,
+    logName: 'prometheus-rotation',
+    config: [
       'global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1m }',
       'scrape_configs:',
       '  - job_name: tokenwarden',
@@ -61,32 +52,18 @@ beforeAll(async () => {
       `    static_configs: [{ targets: ["${target}"] }]`,
       '',
     ].join('\n'),
-  );
-  const log = createWriteStream(join(LOG_DIR, `prometheus-rotation-${process.pid}.log`));
-  prometheus = spawn(
-    'prometheus',
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
-    { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  prometheus.stdout!.pipe(log);
-  prometheus.stderr!.pipe(log);
+  });
 }, 120_000);
 
 afterAll(async () => {
-  if (prometheus && prometheus.exitCode === null) {
-    await new Promise<void>((resolve) => {
-      prometheus.once('exit', () => resolve());
-      prometheus.kill('SIGTERM');
-      setTimeout(() => prometheus.kill('SIGKILL'), 5000).unref();
-    });
-  }
+  await prometheus?.stop();
   await s?.close();
 });
 
 describe('real Prometheus across rotations of its own bearer token (credentials_file on a file sink)', () => {
   it(`never misses a scrape across ${ROTATIONS} usage-confirmed rotations`, async () => {
     // The window starts with the first good scrape.
-    await waitFor(async () => (await promQuery('/api/v1/query?query=up')).result.some((r: any) => r.value[1] === '1'), 'the first scrape', 30_000, 250);
+    await waitFor(async () => (await prometheus.query('/api/v1/query?query=up')).result.some((r: any) => r.value[1] === '1'), 'the first scrape', 30_000, 250);
     const base = await successes();
     const start = Date.now() / 1000;
     await waitFor(async () => (await successes()) >= base + ROTATIONS, `${ROTATIONS} rotations`, 100_000, 250);
@@ -94,18 +71,18 @@ describe('real Prometheus across rotations of its own bearer token (credentials_
     const end = Date.now() / 1000;
     const window = Math.floor(end - start);
 
-    const range = await promQuery(`/api/v1/query_range?query=up&start=${start}&end=${end}&step=1`);
+    const range = await prometheus.query(`/api/v1/query_range?query=up&start=${start}&end=${end}&step=1`);
     const values: [number, string][] = range.result[0].values;
     expect(values.length).toBeGreaterThanOrEqual(window - 1);
     expect(values.filter(([, v]) => v !== '1')).toEqual([]);
 
     const at = `&time=${end}`;
-    const min = await promQuery(`/api/v1/query?query=${encodeURIComponent(`min_over_time(up[${window}s])`)}${at}`);
+    const min = await prometheus.query(`/api/v1/query?query=${encodeURIComponent(`min_over_time(up[${window}s])`)}${at}`);
     expect(min.result[0].value[1]).toBe('1');
-    const count = await promQuery(`/api/v1/query?query=${encodeURIComponent(`count_over_time(up[${window}s])`)}${at}`);
+    const count = await prometheus.query(`/api/v1/query?query=${encodeURIComponent(`count_over_time(up[${window}s])`)}${at}`);
     expect(Number(count.result[0].value[1])).toBeGreaterThanOrEqual(window - 2); // one sample a second: no gap
 
-    const targets = await promQuery('/api/v1/targets');
+    const targets = await prometheus.query('/api/v1/targets');
     expect(targets.activeTargets).toHaveLength(1);
     expect(targets.activeTargets[0]).toMatchObject({ health: 'up', lastError: '' });
 

@@ -1,16 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { type Server, createServer } from 'node:http';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { runCli } from './support/cli.js';
 import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
-import { LOG_DIR, rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { rememberSecret, tempDir } from './support/output.js';
+import { waitFor } from './support/ports.js';
 import { type ServeProcess, spawnServe } from './support/process.js';
+import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
 import { recipeBlock, recipeYaml } from './support/recipes.js';
-import { FakeUpstream } from './support/upstream.js';
+import { FakeUpstream, type GatedExporter, startGatedExporter } from './support/upstream.js';
 
 /**
  * docs/recipes/000-data-gate.md, executed: the page's binding runs in `tokenwarden serve --config`
@@ -24,28 +23,12 @@ const LIFETIME_S = 12;
 let up: FakeUpstream;
 let k8s: KubernetesEmulator;
 let serve: ServeProcess;
-let exporter: Server;
-let prometheus: ChildProcess;
-let promUrl: string;
+let exporter: GatedExporter;
+let prometheus: PrometheusProcess;
 let dir: string;
 let tokenFile: string;
 let cli: Record<string, string>;
-const scrapes = { accepted: 0, rejected: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function promQuery(query: string): Promise<any[]> {
-  const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(query)}`);
-  return ((await res.json()) as { data: { result: any[] } }).data.result;
-}
-
-function stop(child: ChildProcess | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
-}
 
 beforeAll(async () => {
   dir = tempDir('recipe-000');
@@ -69,40 +52,18 @@ beforeAll(async () => {
   cli = { TOKENWARDEN_SERVER: serve.url, TOKENWARDEN_TOKEN: rememberSecret(readFileSync(bootstrapFile, 'utf8').trim()) };
   await waitFor(async () => existsSync(tokenFile), 'the first login to reach the file', 15_000, 100);
 
-  exporter = createServer((req, res) => {
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    void up.accepts(token).then((ok) => {
-      if (!ok) {
-        scrapes.rejected++;
-        return void res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
-      }
-      scrapes.accepted++;
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end('# TYPE datagate_table_sync_up gauge\ndatagate_table_sync_up 1\n');
-    });
-  });
-  await new Promise<void>((r) => exporter.listen(0, '127.0.0.1', () => r()));
-  const exporterPort = (exporter.address() as { port: number }).port;
+  exporter = await startGatedExporter(up, '# TYPE datagate_table_sync_up gauge\ndatagate_table_sync_up 1\n');
 
-  const promPort = await freePort();
-  promUrl = `http://127.0.0.1:${promPort}`;
-  const promConfig = recipeYaml(PAGE, 'prometheus', { '/var/run/prometheus-token/token': tokenFile, 'datagate-metrics.datagate.svc:9100': `127.0.0.1:${exporterPort}` });
+  const promConfig = recipeYaml(PAGE, 'prometheus', { '/var/run/prometheus-token/token': tokenFile, 'datagate-metrics.datagate.svc:9100': exporter.target });
   promConfig.global = { scrape_interval: '1s', scrape_timeout: '900ms', evaluation_interval: '1s' };
-  writeFileSync(join(dir, 'prometheus.yml'), stringify(promConfig));
-  const log = createWriteStream(join(LOG_DIR, `prometheus-recipe-000-${process.pid}.log`));
-  prometheus = spawn(
-    'prometheus',
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
-    { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  prometheus.stdout!.pipe(log);
-  prometheus.stderr!.pipe(log);
-  await waitFor(async () => (await promQuery('up{job="datagate-table-sync-metrics"}'))[0]?.value[1] === '1', 'the first successful scrape', 30_000, 200);
+  prometheus = await startPrometheus({ dir, config: promConfig, logName: 'prometheus-recipe-000' });
+  await waitFor(async () => (await prometheus.instant('up{job="datagate-table-sync-metrics"}'))[0]?.value[1] === '1', 'the first successful scrape', 30_000, 200);
 }, 90_000);
 
 afterAll(async () => {
-  await stop(prometheus);
+  await prometheus?.stop();
   await serve?.stop();
-  await new Promise((r) => exporter?.close(r));
+  await exporter?.close();
   await up?.close();
   await k8s?.stop();
 });
@@ -127,10 +88,10 @@ describe('recipe 000 (Data Gate): an upstream login keeps Prometheus scraping', 
 
     expect(failedLogins).toBeGreaterThanOrEqual(1);
     expect(up.issued - loginsBefore).toBeGreaterThanOrEqual(Math.floor(seconds / LIFETIME_S) + 1);
-    expect(scrapes.rejected).toBe(0);
-    expect(scrapes.accepted).toBeGreaterThanOrEqual(seconds - 3);
-    const [min] = await promQuery(`min_over_time(up{job="datagate-table-sync-metrics"}[${seconds}s])`);
-    const [count] = await promQuery(`count_over_time(up{job="datagate-table-sync-metrics"}[${seconds}s])`);
+    expect(exporter.scrapes.rejected).toBe(0);
+    expect(exporter.scrapes.accepted).toBeGreaterThanOrEqual(seconds - 3);
+    const [min] = await prometheus.instant(`min_over_time(up{job="datagate-table-sync-metrics"}[${seconds}s])`);
+    const [count] = await prometheus.instant(`count_over_time(up{job="datagate-table-sync-metrics"}[${seconds}s])`);
     expect(min.value[1]).toBe('1');
     expect(Number(count.value[1])).toBeGreaterThanOrEqual(seconds - 3);
 

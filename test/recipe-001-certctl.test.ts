@@ -1,14 +1,14 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { parse } from 'yaml';
 import { loadKubeConfig } from '../src/kubernetes/client.js';
 import { runCli } from './support/cli.js';
 import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
-import { LOG_DIR, rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { rememberSecret, tempDir } from './support/output.js';
+import { waitFor } from './support/ports.js';
+import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
 import { recipeCommands, recipeYaml, recipeBlock } from './support/recipes.js';
 import { type TestServer, startTestServer } from './support/server.js';
 
@@ -22,18 +22,11 @@ const PAGE = 'docs/recipes/001-certctl.md';
 const ROTATIONS = 2;
 let s: TestServer;
 let k8s: KubernetesEmulator;
-let prometheus: ChildProcess;
-let promUrl: string;
+let prometheus: PrometheusProcess;
 let dir: string;
 let tokenFile: string;
 let env: Record<string, string>;
 let firstToken: string;
-
-async function promQuery(path: string): Promise<any> {
-  const body = (await (await fetch(`${promUrl}${path}`)).json()) as { status: string; data: any };
-  if (body.status !== 'success') throw new Error(`prometheus ${path}: ${JSON.stringify(body)}`);
-  return body.data;
-}
 
 const successes = async () => {
   const text = await s.tw.ctx.metrics.registry.getSingleMetricAsString('tokenwarden_rotations_total');
@@ -67,40 +60,24 @@ beforeAll(async () => {
   firstToken = rememberSecret(readFileSync(tokenFile, 'utf8').trim());
   expect(k8s.secretValue('certctl', 'certctl-prometheus-key', 'api-key')).toBe(firstToken);
 
-  const promPort = await freePort();
-  promUrl = `http://127.0.0.1:${promPort}`;
   const promConfig = recipeYaml(PAGE, 'prometheus', {
     '/etc/prometheus/secrets/certctl.token': tokenFile,
     'certctl.your-org.example:8443': new URL(s.url).host,
     '/api/v1/metrics/prometheus': '/metrics', // tokenwarden's own /metrics: the same metrics.read check
   });
   promConfig.global = { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1m' };
-  writeFileSync(join(dir, 'prometheus.yml'), stringify(promConfig));
-  const log = createWriteStream(join(LOG_DIR, `prometheus-recipe-001-${process.pid}.log`));
-  prometheus = spawn(
-    'prometheus',
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
-    { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  prometheus.stdout!.pipe(log);
-  prometheus.stderr!.pipe(log);
+  prometheus = await startPrometheus({ dir, config: promConfig, logName: 'prometheus-recipe-001' });
 }, 90_000);
 
 afterAll(async () => {
-  if (prometheus && prometheus.exitCode === null) {
-    await new Promise<void>((resolve) => {
-      prometheus.once('exit', () => resolve());
-      prometheus.kill('SIGTERM');
-      setTimeout(() => prometheus.kill('SIGKILL'), 5000).unref();
-    });
-  }
+  await prometheus?.stop();
   await s?.close();
   await k8s?.stop();
 });
 
 describe('recipe 001 (certctl): a metrics.read key in certctl-prometheus-key, rotated with no 401', () => {
   it('rotates twice: minted, delivered to the Secret and the file, seen in use, old one revoked; Prometheus never gets a 401', async () => {
-    await waitFor(async () => (await promQuery('/api/v1/query?query=up')).result.some((r: any) => r.value[1] === '1'), 'the first scrape', 30_000, 250);
+    await waitFor(async () => (await prometheus.query('/api/v1/query?query=up')).result.some((r: any) => r.value[1] === '1'), 'the first scrape', 30_000, 250);
     const base = await successes();
     const start = Date.now() / 1000;
     await waitFor(async () => (await successes()) >= base + ROTATIONS, `${ROTATIONS} rotations`, 40_000, 250);
@@ -108,11 +85,11 @@ describe('recipe 001 (certctl): a metrics.read key in certctl-prometheus-key, ro
     const end = Date.now() / 1000;
     const window = Math.floor(end - start);
 
-    const range = await promQuery(`/api/v1/query_range?query=up&start=${start}&end=${end}&step=1`);
+    const range = await prometheus.query(`/api/v1/query_range?query=up&start=${start}&end=${end}&step=1`);
     expect(range.result[0].values.filter(([, v]: [number, string]) => v !== '1')).toEqual([]);
-    const count = await promQuery(`/api/v1/query?query=${encodeURIComponent(`count_over_time(up[${window}s])`)}&time=${end}`);
+    const count = await prometheus.query(`/api/v1/query?query=${encodeURIComponent(`count_over_time(up[${window}s])`)}&time=${end}`);
     expect(Number(count.result[0].value[1])).toBeGreaterThanOrEqual(window - 2);
-    const targets = await promQuery('/api/v1/targets');
+    const targets = await prometheus.query('/api/v1/targets');
     expect(targets.activeTargets[0]).toMatchObject({ health: 'up', lastError: '' });
     const verifications = await s.tw.ctx.metrics.registry.getSingleMetricAsString('tokenwarden_verifications_total');
     for (const result of ['revoked', 'expired', 'unknown', 'malformed', 'missing', 'insufficient_scope']) {

@@ -1,13 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { type Server, createServer } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { BIN } from './support/cli.js';
 import { LOG_DIR, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
-import { FakeUpstream } from './support/upstream.js';
+import { waitFor } from './support/ports.js';
+import { stopChild } from './support/process.js';
+import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
+import { FakeUpstream, type GatedExporter, startGatedExporter } from './support/upstream.js';
 
 /**
  * Seed 000 end to end, with real parts: a CPD-style upstream issues 6-second JWTs;
@@ -18,13 +19,11 @@ import { FakeUpstream } from './support/upstream.js';
  */
 const LIFETIME_S = 6;
 let up: FakeUpstream;
-let exporter: Server;
+let exporter: GatedExporter;
 let agent: ChildProcess;
-let prometheus: ChildProcess;
-let promUrl: string;
+let prometheus: PrometheusProcess;
 let dir: string;
 let agentLog: string;
-const scrapes = { accepted: 0, rejected: 0 };
 
 function startLogged(cmd: string, args: string[], env: Record<string, string>, log: string): ChildProcess {
   const out = createWriteStream(log);
@@ -34,37 +33,11 @@ function startLogged(cmd: string, args: string[], env: Record<string, string>, l
   return child;
 }
 
-function stop(child: ChildProcess | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-  });
-}
-
-async function promQuery(query: string): Promise<any[]> {
-  const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(query)}`);
-  return ((await res.json()) as { data: { result: any[] } }).data.result;
-}
-
 beforeAll(async () => {
   dir = tempDir('upstream-prom');
   up = await FakeUpstream.start({ lifetimeSeconds: LIFETIME_S });
 
-  exporter = createServer((req, res) => {
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    void up.accepts(token).then((ok) => {
-      if (!ok) {
-        scrapes.rejected++;
-        return void res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
-      }
-      scrapes.accepted++;
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end('# TYPE demo_ready gauge\ndemo_ready 1\n');
-    });
-  });
-  await new Promise<void>((r) => exporter.listen(0, '127.0.0.1', () => r()));
-  const exporterPort = (exporter.address() as { port: number }).port;
+  exporter = await startGatedExporter(up, '# TYPE demo_ready gauge\ndemo_ready 1\n');
 
   writeFileSync(join(dir, 'password'), `${up.password}\n`, { mode: 0o600 });
   const tokenFile = join(dir, 'prometheus-bearer-token');
@@ -95,30 +68,23 @@ beforeAll(async () => {
     return existsSync(tokenFile);
   }, 'the agent to write the token file', 15_000);
 
-  const promPort = await freePort();
-  promUrl = `http://127.0.0.1:${promPort}`;
-  writeFileSync(
-    join(dir, 'prometheus.yml'),
-    stringify({
+  prometheus = await startPrometheus({
+    dir,
+    logName: 'prometheus-upstream',
+    config: {
       global: { scrape_interval: '1s', scrape_timeout: '900ms', evaluation_interval: '1s' },
       scrape_configs: [
-        { job_name: 'cpd-exporter', authorization: { type: 'Bearer', credentials_file: tokenFile }, static_configs: [{ targets: [`127.0.0.1:${exporterPort}`] }] },
+        { job_name: 'cpd-exporter', authorization: { type: 'Bearer', credentials_file: tokenFile }, static_configs: [{ targets: [exporter.target] }] },
       ],
-    }),
-  );
-  prometheus = startLogged(
-    'prometheus',
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`, '--log.level=warn'],
-    {},
-    join(LOG_DIR, `prometheus-upstream-${process.pid}.log`),
-  );
-  await waitFor(async () => (await promQuery('up{job="cpd-exporter"}'))[0]?.value[1] === '1', 'the first successful scrape', 20_000, 200);
+    },
+  });
+  await waitFor(async () => (await prometheus.instant('up{job="cpd-exporter"}'))[0]?.value[1] === '1', 'the first successful scrape', 20_000, 200);
 }, 60_000);
 
 afterAll(async () => {
-  await stop(prometheus);
-  await stop(agent);
-  await new Promise((r) => exporter?.close(r));
+  await prometheus?.stop();
+  await stopChild(agent);
+  await exporter?.close();
   await up?.close();
 });
 
@@ -145,17 +111,17 @@ describe('seed 000: Prometheus keeps scraping through token expiry and an upstre
 
     expect(failedAttempts).toBeGreaterThanOrEqual(2); // the agent retried during the outage
     expect(up.issued - loginsBefore).toBeGreaterThanOrEqual(Math.floor(seconds / LIFETIME_S) + 1); // several lifetimes
-    expect(scrapes.rejected).toBe(0);
-    expect(scrapes.accepted).toBeGreaterThanOrEqual(seconds - 3);
+    expect(exporter.scrapes.rejected).toBe(0);
+    expect(exporter.scrapes.accepted).toBeGreaterThanOrEqual(seconds - 3);
 
     // Prometheus's own view: every scrape in the window was up, and the target is healthy.
     const window = `${seconds}s`;
-    const [min] = await promQuery(`min_over_time(up{job="cpd-exporter"}[${window}])`);
-    const [count] = await promQuery(`count_over_time(up{job="cpd-exporter"}[${window}])`);
+    const [min] = await prometheus.instant(`min_over_time(up{job="cpd-exporter"}[${window}])`);
+    const [count] = await prometheus.instant(`count_over_time(up{job="cpd-exporter"}[${window}])`);
     expect(min.value[1]).toBe('1');
     expect(Number(count.value[1])).toBeGreaterThanOrEqual(seconds - 3);
-    const targets = (await (await fetch(`${promUrl}/api/v1/targets`)).json()) as { data: { activeTargets: { health: string; lastError: string }[] } };
-    expect(targets.data.activeTargets[0]).toMatchObject({ health: 'up', lastError: '' });
+    const targets = (await prometheus.query('/api/v1/targets')) as { activeTargets: { health: string; lastError: string }[] };
+    expect(targets.activeTargets[0]).toMatchObject({ health: 'up', lastError: '' });
 
     // The agent saw the outage, said so without secrets, and is healthy again.
     const log = readFileSync(agentLog, 'utf8');

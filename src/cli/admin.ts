@@ -4,6 +4,7 @@ import { stringify } from 'yaml';
 import type { Command } from 'commander';
 import { ApiClient, type ApiClient as Client, CliError, EXIT, cliConfigPath } from './client.js';
 import { type OutputFormat, print } from './output.js';
+import { readStdin } from './stdin.js';
 
 type Ctx = () => { client: Client; output: OutputFormat };
 const collect = (value: string, prev: string[]) => [...prev, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -173,14 +174,4 @@ export function registerAdminCommands(program: Command, ctx: Ctx): void {
         ['detail', (a) => JSON.stringify(a.detail)],
       ]);
     });
-}
-
-function readStdin(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let data = '';
-    process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (c) => (data += c));
-    process.stdin.on('end', () => resolve(data));
-    process.stdin.on('error', reject);
-  });
 }

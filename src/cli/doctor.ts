@@ -6,6 +6,7 @@ import { type TokenSource, readToken } from '../observe/doctor/token-source.js';
 import { type ParseFailure, describeParseFailure, parseToken } from '../token/format.js';
 import { type ApiClient, CliError, EXIT } from './client.js';
 import type { OutputFormat } from './output.js';
+import { readStdin } from './stdin.js';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 const collect = (value: string, prev: string[]) => [...prev, ...value.split(/[ ,]+/).filter(Boolean)];
@@ -159,14 +160,4 @@ export function render(r: DoctorReport): string {
     }
   }
   return `${out.join('\n')}\n`;
-}
-
-function readStdin(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let data = '';
-    process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (c) => (data += c));
-    process.stdin.on('end', () => resolve(data));
-    process.stdin.on('error', reject);
-  });
 }

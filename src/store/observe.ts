@@ -44,14 +44,19 @@ const liveColumns = [
   'tokens.last_used_at',
 ] as const;
 
-/** Live tokens, soonest expiry first (the ones an alert cares about when the list is capped). */
-export function liveTokensByExpiry(store: Store, now: number, limit: number): Promise<LiveTokenRow[]> {
+/** Tokens neither revoked nor expired at `now`, with their actor's name. */
+function liveTokens(store: Store, now: number) {
   return store.kysely
     .selectFrom('tokens')
     .innerJoin('actors', 'actors.id', 'tokens.actor_id')
     .select(liveColumns)
     .where('tokens.revoked_at', 'is', null)
-    .where('tokens.expires_at', '>', now)
+    .where('tokens.expires_at', '>', now);
+}
+
+/** Live tokens, soonest expiry first (the ones an alert cares about when the list is capped). */
+export function liveTokensByExpiry(store: Store, now: number, limit: number): Promise<LiveTokenRow[]> {
+  return liveTokens(store, now)
     .orderBy('tokens.expires_at')
     .limit(limit)
     .execute();
@@ -59,13 +64,8 @@ export function liveTokensByExpiry(store: Store, now: number, limit: number): Pr
 
 /** Live tokens not bound to a binding that expire before `before`. */
 export function unmanagedExpiringBefore(store: Store, now: number, before: number): Promise<LiveTokenRow[]> {
-  return store.kysely
-    .selectFrom('tokens')
-    .innerJoin('actors', 'actors.id', 'tokens.actor_id')
-    .select(liveColumns)
-    .where('tokens.revoked_at', 'is', null)
+  return liveTokens(store, now)
     .where('tokens.binding_id', 'is', null)
-    .where('tokens.expires_at', '>', now)
     .where('tokens.expires_at', '<=', before)
     .orderBy('tokens.expires_at')
     .execute();
@@ -73,12 +73,7 @@ export function unmanagedExpiringBefore(store: Store, now: number, before: numbe
 
 /** Live tokens whose last use (or creation, when never used) is before `cutoff`. */
 export function liveTokensUnusedSince(store: Store, now: number, cutoff: number): Promise<LiveTokenRow[]> {
-  return store.kysely
-    .selectFrom('tokens')
-    .innerJoin('actors', 'actors.id', 'tokens.actor_id')
-    .select(liveColumns)
-    .where('tokens.revoked_at', 'is', null)
-    .where('tokens.expires_at', '>', now)
+  return liveTokens(store, now)
     .where((eb) =>
       eb.or([
         eb.and([eb('tokens.last_used_at', 'is', null), eb('tokens.created_at', '<', cutoff)]),

@@ -1,9 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { type KubeClients, kubeClients, loadKubeConfig } from '../../src/kubernetes/client.js';
+import { type Logger, createLogger } from '../../src/observe/log.js';
 import { LOG_DIR, rememberSecret, tempDir } from './output.js';
 
 /**
@@ -487,6 +490,37 @@ current-context: emulator
 
 export async function startKubernetesEmulator(options: EmulatorOptions = {}): Promise<KubernetesEmulator> {
   return new KubernetesEmulator(options).start();
+}
+
+/**
+ * The set-up shared by the test files that drive product code against the emulator directly:
+ * an emulator for the whole file, official clients through a written kubeconfig (its context in
+ * `kubeconfigNamespace` when given), faults, RBAC denials and the request log reset before each
+ * test, and a debug logger into LOG_DIR/<logName>-<pid>.log. `started` hands the emulator and
+ * clients to the file's own variables once they exist.
+ */
+export function useKubernetesEmulator(
+  options: { namespaces: string[]; logName: string; kubeconfigNamespace?: string },
+  started: (cluster: { k8s: KubernetesEmulator; kube: KubeClients }) => void,
+): { logger: Logger } {
+  const logStream = createWriteStream(join(LOG_DIR, `${options.logName}-${process.pid}.log`));
+  const logger = createLogger({ level: 'debug', stream: logStream });
+  let k8s: KubernetesEmulator | undefined;
+  beforeAll(async () => {
+    k8s = await startKubernetesEmulator({ namespaces: options.namespaces });
+    const kube = kubeClients(loadKubeConfig({ mode: 'kubeconfig', path: k8s.writeKubeconfig({ namespace: options.kubeconfigNamespace }) }));
+    started({ k8s, kube });
+  });
+  afterAll(async () => {
+    await k8s?.stop();
+    await new Promise((r) => logStream.end(r));
+  });
+  beforeEach(() => {
+    k8s!.clearFaults();
+    k8s!.allow();
+    k8s!.clearLog();
+  });
+  return { logger };
 }
 
 // ---- helpers ----

@@ -39,3 +39,13 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
       }),
   };
 }
+
+/** SIGTERM, then SIGKILL if the child has not exited 5 s later; resolves once it is gone. */
+export function stopChild(child: ChildProcess | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}

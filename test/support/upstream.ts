@@ -170,3 +170,32 @@ export class FakeUpstream {
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
   }
 }
+
+export interface GatedExporter {
+  /** host:port, for a scrape config's targets. */
+  target: string;
+  scrapes: { accepted: number; rejected: number };
+  close(): Promise<void>;
+}
+
+/** A metrics endpoint that serves `metrics` only to a Bearer token `up` still accepts (401 otherwise), counting both. */
+export async function startGatedExporter(up: FakeUpstream, metrics: string): Promise<GatedExporter> {
+  const scrapes = { accepted: 0, rejected: 0 };
+  const server = createServer((req, res) => {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    void up.accepts(token).then((ok) => {
+      if (!ok) {
+        scrapes.rejected++;
+        return void res.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+      }
+      scrapes.accepted++;
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(metrics);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    target: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    scrapes,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
