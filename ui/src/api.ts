@@ -1,3 +1,4 @@
+import type { ActorView, AuditView, RoleView, TokenState, TokenView } from '../../src/authority/authority.js';
 /**
  * The only way the UI talks to tokenwarden: the public REST API under /api/v1.
  *
@@ -82,68 +83,22 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return parsed as T;
 }
 
-// ---- the API's shapes (see /api/v1/openapi.json) ----
+// ---- the API's shapes (see /api/v1/openapi.json); the view types are the server's own ----
 
-export type TokenState = 'active' | 'expired' | 'revoked';
-
-export interface Token {
-  id: string;
-  name: string;
-  actor: string;
-  actorId: string;
-  scopes: string[];
-  state: TokenState;
-  createdAt: string;
-  createdBy: string | null;
-  expiresAt: string;
-  revokedAt: string | null;
-  revokedBy: string | null;
-  revokeReason: string | null;
-  replaces: string | null;
-  bindingId: string | null;
-  lastUsed: { at: string; ip: string | null; userAgent: string | null } | null;
-}
+export type { TokenState };
+export type Token = TokenView;
+export type Actor = ActorView;
+export type Role = RoleView;
+export type AuditEntry = AuditView;
 
 export interface CreatedToken extends Token {
   token: string;
-}
-
-export interface Actor {
-  id: string;
-  name: string;
-  kind: 'user' | 'service';
-  description: string;
-  roles: string[];
-  scopes: string[];
-  effectiveScopes: string[];
-  disabled: boolean;
-  createdAt: string;
-}
-
-export interface Role {
-  name: string;
-  description: string;
-  scopes: string[];
-  builtin: boolean;
 }
 
 export interface Scope {
   name: string;
   description: string;
   builtin: boolean;
-}
-
-export interface AuditEntry {
-  seq: number;
-  at: string;
-  actor: string | null;
-  tokenId: string | null;
-  action: string;
-  targetType: string;
-  targetId: string | null;
-  detail: Record<string, unknown>;
-  sourceIp: string | null;
-  requestId: string | null;
 }
 
 export interface Whoami {

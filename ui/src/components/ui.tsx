@@ -187,6 +187,20 @@ export function ErrorNotice(props: { error: unknown }) {
   );
 }
 
+/**
+ * A failed submit: the server's field errors (problem JSON `field`/`errors`) that name one of the
+ * form's fields are shown under it and focused, and true is returned; otherwise false, for the
+ * caller to show the failure as a whole.
+ */
+export function showFieldErrors(err: unknown, order: [field: string, elementId: string][], setErrors: (errors: Record<string, string>) => void): boolean {
+  const fields = err instanceof ApiError ? err.fieldErrors : {};
+  const mapped = Object.fromEntries(order.filter(([f]) => fields[f]).map(([f]) => [f, fields[f]]));
+  if (!Object.keys(mapped).length) return false;
+  setErrors(mapped);
+  focusFirstError(order, mapped);
+  return true;
+}
+
 /** Moves focus to the first control (in form order) whose field has an error, once the errors are rendered. */
 export function focusFirstError(order: [field: string, elementId: string][], errors: Record<string, string | undefined>): void {
   const first = order.find(([field]) => errors[field]);

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { type Actor, ApiError, type Role, api } from '../api.js';
 import type { Session } from '../app.js';
-import { CheckboxGroup, Chips, Dialog, ErrorNotice, TextField, Time, focusFirstError } from '../components/ui.js';
+import { CheckboxGroup, Chips, Dialog, ErrorNotice, TextField, Time, focusFirstError, showFieldErrors } from '../components/ui.js';
 import { ACTOR_NAME, PERMISSIONS, SERVICE_PREFIX } from '../rules.js';
 
 type Open = { kind: 'create' } | { kind: 'roles'; actor: Actor } | null;
@@ -174,12 +174,7 @@ function CreateIdentityDialog(props: { roles: Role[]; onClose: () => void; onCre
         await api<Actor>('POST', '/actors', { name: name.trim(), kind, roles, ...(description.trim() ? { description: description.trim() } : {}) }),
       );
     } catch (err) {
-      const fields = err instanceof ApiError ? err.fieldErrors : {};
-      const mapped = Object.fromEntries(order.filter(([f]) => fields[f]).map(([f]) => [f, fields[f]]));
-      if (Object.keys(mapped).length) {
-        setErrors(mapped);
-        focusFirstError(order, mapped);
-      } else setFailure(err);
+      if (!showFieldErrors(err, order, setErrors)) setFailure(err);
     } finally {
       setBusy(false);
     }

@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { type Actor, ApiError, type CreatedToken, type Scope, type Token, type TokenState, api, query } from '../api.js';
+import { type Actor, type CreatedToken, type Scope, type Token, type TokenState, api, query } from '../api.js';
 import type { Session } from '../app.js';
-import { CheckboxGroup, Chips, Dialog, ErrorNotice, Field, TextField, Time, focusFirstError } from '../components/ui.js';
+import { CheckboxGroup, Chips, Dialog, ErrorNotice, Field, TextField, Time, focusFirstError, showFieldErrors } from '../components/ui.js';
 import { client, fromNow, when } from '../format.js';
 import { EXPIRY_WARNING_MS, PERMISSIONS, parseDuration } from '../rules.js';
 
@@ -322,12 +322,7 @@ function CreateTokenDialog(props: { session: Session; actors: Actor[]; onClose: 
       });
       props.onCreated(created);
     } catch (err) {
-      const fields = err instanceof ApiError ? err.fieldErrors : {};
-      const mapped = Object.fromEntries(order.filter(([f]) => fields[f]).map(([f]) => [f, fields[f]]));
-      if (Object.keys(mapped).length) {
-        setErrors(mapped);
-        focusFirstError(order, mapped);
-      } else setFailure(err);
+      if (!showFieldErrors(err, order, setErrors)) setFailure(err);
     } finally {
       setBusy(false);
     }
