@@ -99,6 +99,11 @@ describe('REST API', () => {
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ active: true, scope: 'metrics.read', sub: 'bot-intro', token_type: 'Bearer' });
     expect(ok.body.exp).toBeGreaterThan(Date.now() / 1000);
+    expect(ok.body).toMatchObject({ jti: token.slice(4, 16), iat: expect.any(Number) });
+    expect(ok.body.iat).toBeLessThanOrEqual(Date.now() / 1000);
+    // asking about a token is not using it
+    await s.tw.ctx.verifier.lastUse.flush();
+    expect((await s.api('GET', `/api/v1/tokens/${ok.body.jti}`)).body.lastUsed).toBeNull();
     expect((await s.api('POST', '/api/v1/introspect', { token: 'twd_garbage' })).body).toEqual({ active: false });
     expectProblem(await s.api('POST', '/api/v1/introspect', { token }, token), 403);
   });

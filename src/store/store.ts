@@ -175,6 +175,7 @@ export class Store {
         'tokens.id',
         'tokens.secret_hash',
         'tokens.scopes',
+        'tokens.created_at',
         'tokens.expires_at',
         'tokens.revoked_at',
         'tokens.actor_id',

@@ -13,8 +13,11 @@ export interface Identity {
   actorKind: 'user' | 'service';
   /** The token's scopes that its identity still holds. */
   scopes: readonly string[];
+  issuedAt: number;
   expiresAt: number;
 }
+
+type ParsedOk = Extract<ReturnType<typeof parseToken>, { ok: true }>;
 
 export type FailureReason = 'missing' | 'malformed' | 'unknown' | 'expired' | 'revoked' | 'disabled' | 'rate_limited';
 
@@ -107,23 +110,45 @@ export class Verifier {
   /** The store hit, after `verifyCached` found nothing: the token parses and is in no cache. */
   private async verifyFromStore(bearer: string, source: Source): Promise<Verification> {
     const key = source.ip ?? '';
-    const parsed = parseToken(bearer) as Extract<ReturnType<typeof parseToken>, { ok: true }>;
+    const parsed = parseToken(bearer) as ParsedOk;
     const now = this.clock.now();
+    const found = await this.resolve(parsed, now);
+    if (!('identity' in found)) {
+      // Unknown ids, revocation and expiry are final, so they may be remembered as long as the cache lives.
+      if (found.reason !== 'disabled' && !found.wrongSecret) this.remember(parsed.id, found.reason, now + this.options.negativeTtlMs);
+      return this.failed(key, found.reason);
+    }
+    const { identity, hash } = found;
+    const verdict: Verification = Object.freeze({ ok: true as const, identity });
+    const until = Math.min(now + this.options.cacheTtlMs, identity.expiresAt);
+    if (until > now) this.cachePositive(parsed.id, { hash, identity, verdict, until });
+    this.lastUse.note(parsed.id, now, source);
+    this.onResult('ok');
+    return verdict;
+  }
+
+  /**
+   * The same decision without side effects (no cache, no last use, no failure count, no metric):
+   * for introspection, which asks about a token rather than uses it.
+   */
+  async inspect(bearer: string): Promise<Verification> {
+    const parsed = parseToken(bearer);
+    if (!parsed.ok) return parsed.reason === 'empty' ? { ok: false, reason: 'missing', detail: FAILURE_DETAIL.missing } : MALFORMED[parsed.reason];
+    const found = await this.resolve(parsed, this.clock.now());
+    return 'identity' in found ? { ok: true, identity: found.identity } : { ok: false, reason: found.reason, detail: FAILURE_DETAIL[found.reason] };
+  }
+
+  /** Reads the token and its identity from the store and decides; the one place that rule lives. */
+  private async resolve(
+    parsed: ParsedOk,
+    now: number,
+  ): Promise<{ identity: Identity; hash: string } | { reason: 'unknown' | 'revoked' | 'expired' | 'disabled'; wrongSecret?: boolean }> {
     const row = await this.store.findTokenForVerify(parsed.id);
-    if (!row || !secretMatches(parsed.secret, row.secret_hash)) {
-      if (!row) this.remember(parsed.id, 'unknown', now + this.options.negativeTtlMs);
-      return this.failed(key, 'unknown');
-    }
-    // Revocation and expiry are final, so they may be remembered for as long as the cache lives.
-    if (row.revoked_at !== null) {
-      this.remember(parsed.id, 'revoked', now + this.options.negativeTtlMs);
-      return this.failed(key, 'revoked');
-    }
-    if (row.expires_at <= now) {
-      this.remember(parsed.id, 'expired', now + this.options.negativeTtlMs);
-      return this.failed(key, 'expired');
-    }
-    if (row.actor_disabled) return this.failed(key, 'disabled');
+    if (!row) return { reason: 'unknown' };
+    if (!secretMatches(parsed.secret, row.secret_hash)) return { reason: 'unknown', wrongSecret: true };
+    if (row.revoked_at !== null) return { reason: 'revoked' };
+    if (row.expires_at <= now) return { reason: 'expired' };
+    if (row.actor_disabled) return { reason: 'disabled' };
     const held = new Set(await this.store.scopesOfActor(row.actor_id));
     const identity: Identity = Object.freeze({
       tokenId: row.id,
@@ -132,14 +157,10 @@ export class Verifier {
       actorName: row.actor_name,
       actorKind: row.actor_kind,
       scopes: Object.freeze((JSON.parse(row.scopes) as string[]).filter((s) => held.has(s))),
+      issuedAt: row.created_at,
       expiresAt: row.expires_at,
     });
-    const verdict: Verification = Object.freeze({ ok: true as const, identity });
-    const until = Math.min(now + this.options.cacheTtlMs, row.expires_at);
-    if (until > now) this.cachePositive(parsed.id, { hash: row.secret_hash, identity, verdict, until });
-    this.lastUse.note(parsed.id, now, source);
-    this.onResult('ok');
-    return verdict;
+    return { identity, hash: row.secret_hash };
   }
 
   invalidate(tokenId: string): void {

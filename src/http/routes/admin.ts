@@ -2,8 +2,6 @@ import type { Static } from '@sinclair/typebox';
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { PERMISSIONS } from '../../authority/catalogue.js';
-import { tokenState } from '../../authority/authority.js';
-import { parseToken, secretMatches } from '../../token/format.js';
 import type { AppContext } from '../context.js';
 import * as S from '../schemas.js';
 
@@ -124,23 +122,19 @@ export function registerAdminRoutes(api: FastifyInstance, ctx: AppContext): void
     { schema: { tags: ['verification'], summary: 'RFC 7662 token introspection (needs token.introspect)', body: S.IntrospectBody, response: { 200: S.IntrospectResponse, ...errors } } },
     async (req) => {
       authority.require(req.principal, PERMISSIONS.introspect);
-      const parsed = parseToken(req.body.token);
-      if (!parsed.ok) return { active: false };
-      const row = await ctx.store.findTokenForVerify(parsed.id);
-      if (!row || !secretMatches(parsed.secret, row.secret_hash) || row.actor_disabled) return { active: false };
-      if (tokenState(row, ctx.clock.now()) !== 'active') return { active: false };
-      const held = new Set(await ctx.store.scopesOfActor(row.actor_id));
-      const full = await ctx.store.findToken(row.id);
+      const v = await ctx.verifier.inspect(req.body.token);
+      if (!v.ok) return { active: false };
+      const id = v.identity;
       return {
         active: true,
-        scope: (JSON.parse(row.scopes) as string[]).filter((s) => held.has(s)).join(' '),
-        sub: row.actor_name,
-        username: row.actor_name,
-        client_id: row.actor_name,
+        scope: id.scopes.join(' '),
+        sub: id.actorName,
+        username: id.actorName,
+        client_id: id.actorName,
         token_type: 'Bearer',
-        exp: Math.floor(row.expires_at / 1000),
-        iat: Math.floor((full?.created_at ?? 0) / 1000),
-        jti: row.id,
+        exp: Math.floor(id.expiresAt / 1000),
+        iat: Math.floor(id.issuedAt / 1000),
+        jti: id.tokenId,
       };
     },
   );
