@@ -92,10 +92,12 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins, notifier };
   // Bindings (config file and API) and the rotation controller; the controller starts once the app listens.
   // Bindings with `source:` deliver an upstream's token instead of a minted one (src/sources/provider.ts).
-  const sourceProvider =
-    options.delivery?.sourceProvider ??
-    createSourceProviderFactory({ store, clock, logger, metrics, sealed: SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location)), kubernetes });
-  const delivery = createDelivery({ config, store, authority, verifier, metrics, clock, logger, notifier }, { ...options.delivery, sourceProvider, kubernetes, leadership });
+  const sealed = SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
+  const sourceProvider = options.delivery?.sourceProvider ?? createSourceProviderFactory({ store, clock, logger, metrics, sealed, kubernetes });
+  const delivery = createDelivery(
+    { config, store, authority, verifier, metrics, clock, logger, notifier },
+    { ...options.delivery, sourceProvider, kubernetes, leadership, sealed },
+  );
   await withStartupLock(store, () => delivery.reconcile());
   ctx.plugins = [delivery.plugin, ...(ctx.plugins ?? [])];
   ctx.bindings = delivery.service;

@@ -24,6 +24,8 @@ export interface DeliveryOptions {
   /** Replaces the store lease (e.g. a Kubernetes Lease). */
   leadership?: Leadership;
   sourceProvider?: SourceProviderFactory;
+  /** The delivery key, when the caller already opened it (the server shares it with the sources). */
+  sealed?: SealedBox;
   /** Handed to the Kubernetes sink and restart: clients, a KubeConfig, or the server's LazyKube (src/kubernetes/lazy.ts). */
   kubernetes?: unknown;
   retryBaseMs?: number;
@@ -72,7 +74,7 @@ export function createDelivery(
   const intervalMs = options.intervalMs ?? parseDuration(config.delivery.interval ?? '1s')!;
   const leaseTtlMs = deliveryLeaseTtlMs(config);
   const sinkDeps = { logger, clock, kubernetes: options.kubernetes };
-  const sealed = SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
+  const sealed = options.sealed ?? SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
   const leadership = options.leadership ?? new StoreLease(store, clock, leaseIdentity(), { ttlMs: leaseTtlMs });
   const controller = new DeliveryController(
     {

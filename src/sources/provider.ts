@@ -11,7 +11,7 @@ import type { Store } from '../store/store.js';
 import { checkHttpSource } from './config.js';
 import { type ClosableSource, createSource } from './factory.js';
 import { safeMessage } from './refresher.js';
-import type { SecretSlot } from './sealed-state.js';
+import { type SecretSlot, SealingKey, sealedSlot } from './sealed-state.js';
 import type { FetchedToken } from './source.js';
 
 export interface SourceProviderDeps {
@@ -94,17 +94,7 @@ class SourceTokenProvider implements TokenProvider {
   private slot(): SecretSlot {
     const state = new DbSourceState(this.deps.store, () => this.deps.clock.now());
     const name = `binding:${this.binding}`;
-    const { sealed } = this.deps;
-    return {
-      async load() {
-        const value = await state.get(name);
-        if (value === undefined) return undefined;
-        const opened = sealed.open(value, name);
-        if (opened === null) throw new Error(`the sealed source state of binding "${name}" cannot be opened with the delivery key; was the key changed?`);
-        return opened;
-      },
-      save: (value) => state.put(name, sealed.seal(value, name)),
-    };
+    return sealedSlot(state, SealingKey.fromBox(this.deps.sealed, 'the delivery key'), name);
   }
 
   async issue(_binding: BindingRecord, _old: string | null, record: (issued: IssuedToken, tx: Store) => Promise<void>): Promise<void> {

@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { SealedBox } from '../delivery/sealed.js';
 import { type SecretRef, describeRef, resolveSecret } from './secret-ref.js';
 
 /**
@@ -8,7 +9,7 @@ import { type SecretRef, describeRef, resolveSecret } from './secret-ref.js';
  * cannot be moved to another binding.
  */
 export class SealingKey {
-  private constructor(private readonly key: Buffer, readonly describe: string) {}
+  private constructor(private readonly box: SealedBox, readonly describe: string) {}
 
   static fromRef(ref: SecretRef, env?: NodeJS.ProcessEnv): SealingKey {
     const text = resolveSecret('state key', ref, env).trim();
@@ -16,33 +17,29 @@ export class SealingKey {
     if (key.length !== 32) {
       throw new Error(`state key (${describeRef(ref)}) must be 32 bytes in base64 or hex; create one with "openssl rand -base64 32"`);
     }
-    return new SealingKey(key, describeRef(ref));
+    return new SealingKey(SealedBox.withKey(key), describeRef(ref));
   }
 
   static fromBytes(key: Buffer): SealingKey {
     if (key.length !== 32) throw new Error('a sealing key is 32 bytes');
-    return new SealingKey(key, 'in-memory key');
+    return new SealingKey(SealedBox.withKey(key), 'in-memory key');
+  }
+
+  /** The server's delivery key, which also seals its source state. */
+  static fromBox(box: SealedBox, describe: string): SealingKey {
+    return new SealingKey(box, describe);
   }
 
   seal(plaintext: string, context: string): string {
-    const iv = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.key, iv);
-    cipher.setAAD(Buffer.from(context));
-    const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
-    return ['v1', iv.toString('base64url'), cipher.getAuthTag().toString('base64url'), body.toString('base64url')].join('.');
+    return this.box.seal(plaintext, context);
   }
 
   open(sealed: string, context: string): string {
-    const [version, iv, tag, body] = sealed.split('.');
-    if (version !== 'v1' || !iv || !tag || body === undefined) throw new Error('sealed source state has an unknown format');
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64url'));
-      decipher.setAAD(Buffer.from(context));
-      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-      return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString('utf8');
-    } catch {
+    const opened = this.box.open(sealed, context);
+    if (opened === null) {
       throw new Error(`sealed source state for "${context}" cannot be opened with the configured state key (${this.describe}); was the key changed?`);
     }
+    return opened;
   }
 }
 
