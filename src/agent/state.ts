@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname } from 'node:path';
+import { replaceFileAtomically } from '../delivery/sinks/file.js';
 import type { SourceStateStore } from '../sources/sealed-state.js';
 import type { RefreshState } from '../sources/refresher.js';
 
@@ -59,22 +58,8 @@ export class AgentStateFile implements SourceStateStore {
   }
 
   private async replace(text: string): Promise<void> {
-    const dir = dirname(this.path);
-    mkdirSync(dir, { recursive: true });
-    const tmp = join(dir, `.${basename(this.path)}.${randomBytes(4).toString('hex')}.tmp`);
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, this.path);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
+    mkdirSync(dirname(this.path), { recursive: true });
+    await replaceFileAtomically(this.path, text, 0o600);
   }
 
   async get(key: string): Promise<string | undefined> {

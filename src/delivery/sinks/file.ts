@@ -57,27 +57,7 @@ export class FileSink implements Sink {
       await this.ensureMetadata();
       return { changed: false };
     }
-    const dir = dirname(this.spec.path);
-    const temp = join(dir, `.${basename(this.spec.path)}.${randomBytes(6).toString('hex')}.tmp`);
-    const handle = await open(temp, 'wx', this.mode);
-    try {
-      await handle.writeFile(content);
-      await handle.chmod(this.mode); // the umask may have narrowed `mode` at creation
-      if (this.spec.owner) await handle.chown(this.spec.owner.uid, this.spec.owner.gid ?? -1);
-      await handle.sync();
-    } catch (err) {
-      await handle.close();
-      await unlink(temp).catch(() => undefined);
-      throw err;
-    }
-    await handle.close();
-    try {
-      await rename(temp, this.spec.path);
-    } catch (err) {
-      await unlink(temp).catch(() => undefined);
-      throw err;
-    }
-    await syncDirectory(dir);
+    await replaceFileAtomically(this.spec.path, content, this.mode, this.spec.owner);
     return { changed: true };
   }
 
@@ -113,6 +93,35 @@ export class FileSink implements Sink {
       await chown(this.spec.path, this.spec.owner.uid, this.spec.owner.gid ?? -1);
     }
   }
+}
+
+/**
+ * Replaces `path` so that a reader sees the old content or the new, never a torn file: a temp file
+ * in the same directory (mode set despite the umask, optional owner), fsync, rename, fsync the
+ * directory. The temp file is removed when any step fails.
+ */
+export async function replaceFileAtomically(path: string, content: string, mode: number, owner?: { uid: number; gid?: number }): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await open(temp, 'wx', mode);
+  try {
+    await handle.writeFile(content);
+    await handle.chmod(mode); // the umask may have narrowed `mode` at creation
+    if (owner) await handle.chown(owner.uid, owner.gid ?? -1);
+    await handle.sync();
+  } catch (err) {
+    await handle.close();
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+  await handle.close();
+  try {
+    await rename(temp, path);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw err;
+  }
+  await syncDirectory(dir);
 }
 
 async function syncDirectory(dir: string): Promise<void> {
