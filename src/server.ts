@@ -18,7 +18,7 @@ import { Store } from './store/store.js';
 import { RevocationWatch } from './verify/revocation-watch.js';
 import { RevocationListener } from './store/pg-notify.js';
 import { withStartupLock } from './store/startup-lock.js';
-import { type FailureReason, Verifier } from './verify/verifier.js';
+import { type FailureReason, Verifier, verifierOptions } from './verify/verifier.js';
 
 export interface Tokenwarden {
   app: FastifyInstance;
@@ -63,13 +63,7 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const verifier = new Verifier(
     store,
     clock,
-    {
-      cacheTtlMs: config.durations.cacheTtlMs,
-      negativeTtlMs: config.durations.negativeTtlMs,
-      cacheSize: config.verify.cacheSize,
-      failureLimit: config.verify.failureLimit,
-      failureWindowMs: config.durations.failureWindowMs,
-    },
+    verifierOptions(config),
     authority.events,
   );
   const metrics = new Metrics();

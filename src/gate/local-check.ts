@@ -4,7 +4,7 @@ import { type Requirement, decide, decideCached } from '../http/forward-auth.js'
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import { RevocationWatch } from '../verify/revocation-watch.js';
-import { type Source, Verifier } from '../verify/verifier.js';
+import { type Source, Verifier, verifierOptions } from '../verify/verifier.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 /**
@@ -14,13 +14,7 @@ import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
  */
 export async function localCheck(config: ResolvedConfig, requirement: Requirement, clock: Clock): Promise<GateCheck> {
   const store = new Store(await connect(config.store.url));
-  const verifier = new Verifier(store, clock, {
-    cacheTtlMs: config.durations.cacheTtlMs,
-    negativeTtlMs: config.durations.negativeTtlMs,
-    cacheSize: config.verify.cacheSize,
-    failureLimit: config.verify.failureLimit,
-    failureWindowMs: config.durations.failureWindowMs,
-  });
+  const verifier = new Verifier(store, clock, verifierOptions(config));
   verifier.lastUse.start();
   const watch = new RevocationWatch(store, verifier, () => Date.now());
   await watch.start();

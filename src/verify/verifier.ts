@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import type { ResolvedConfig } from '../config/config.js';
 import type { AuthorityEvents } from '../authority/events.js';
 import type { Store } from '../store/store.js';
 import { type ParseFailure, parseToken, secretMatches } from '../token/format.js';
@@ -31,6 +32,17 @@ export interface VerifierOptions {
   cacheSize: number;
   failureLimit: number;
   failureWindowMs: number;
+}
+
+/** The verifier's settings as the configuration file states them. */
+export function verifierOptions(config: Pick<ResolvedConfig, 'durations' | 'verify'>): VerifierOptions {
+  return {
+    cacheTtlMs: config.durations.cacheTtlMs,
+    negativeTtlMs: config.durations.negativeTtlMs,
+    cacheSize: config.verify.cacheSize,
+    failureLimit: config.verify.failureLimit,
+    failureWindowMs: config.durations.failureWindowMs,
+  };
 }
 
 export interface Source {
