@@ -110,9 +110,18 @@ describe('recipe 001 (certctl): a metrics.read key in certctl-prometheus-key, ro
     }
     expect((await s.api('GET', `/api/v1/tokens/${firstToken.slice(4, 16)}`)).body.state).toBe('revoked');
 
-    // The Secret and the file hold the same current key; the Secret is labelled, never carries a secret in metadata.
-    const current = rememberSecret(readFileSync(tokenFile, 'utf8').trim());
-    expect(k8s.secretValue('certctl', 'certctl-prometheus-key', 'api-key')).toBe(current);
+    // Between rotations the Secret and the file hold the same current key (a further rotation may be
+    // mid-delivery right now, so wait for a moment with none in flight); the Secret is labelled and
+    // never carries a secret in its metadata.
+    let current = '';
+    await waitFor(async () => {
+      const before = (await s.api('GET', '/api/v1/bindings/certctl-prometheus')).body;
+      current = readFileSync(tokenFile, 'utf8').trim();
+      const inSecret = k8s.secretValue('certctl', 'certctl-prometheus-key', 'api-key');
+      const after = (await s.api('GET', '/api/v1/bindings/certctl-prometheus')).body;
+      return !before.inFlight && !after.inFlight && inSecret === current;
+    }, 'the Secret and the file to agree between rotations', 15_000, 100);
+    rememberSecret(current);
     const secret = k8s.get('secrets', 'certctl', 'certctl-prometheus-key')!;
     expect(secret.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'tokenwarden', 'tokenwarden.dev/binding': 'certctl-prometheus' });
     expect(secret.metadata.annotations['tokenwarden.dev/token-id']).toBe(current.slice(4, 16));
