@@ -132,6 +132,32 @@ describe('a minted binding into a Secret, with a rollout restart', () => {
     expect(JSON.parse(notice!.payload).binding.reason).toMatch(/^restart: rollout restart failed/);
   });
 
+  it('a Secret deleted by hand between rotations is recreated with a fresh token at the next resync, and the consumer restarted for it', async () => {
+    const before = secretToken('prom-token', 'api-key')!;
+    const patches = okPatches().length;
+    k8s.remove('secrets', NS, 'prom-token');
+    clock.advance(5 * MIN);
+    const report = await ctl.tick();
+    expect(report.drifted).toBe(1);
+    await tickFor(15 * SEC);
+    const b = await binding('prom');
+    expect(b).toMatchObject({ state: 'active', healthy: true, inFlight: null });
+    const after = secretToken('prom-token', 'api-key')!;
+    expect(after.slice(4, 16)).toBe(b.tokenId);
+    expect(after).not.toBe(before);
+    expect(k8s.get('secrets', NS, 'prom-token')!.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'tokenwarden', 'tokenwarden.dev/binding': 'prom' });
+    expect(okPatches()).toHaveLength(patches + 1);
+    expect(restartAnnotations()['tokenwarden.dev/restarted-for']).toBe(b.tokenId);
+    expect((await s.api('GET', '/api/v1/bindings/prom/history')).body.items[0]).toMatchObject({ reason: 'drift', step: 'done' });
+
+    // Unreadable (the API refuses): counted as a sink error, nothing rotated.
+    k8s.failNext(1, { verbs: ['get'], resource: 'secrets', status: 403 });
+    clock.advance(5 * MIN);
+    expect((await ctl.tick()).drifted).toBe(0);
+    expect(secretToken('prom-token', 'api-key')).toBe(after);
+    expect(await metricsText()).toMatch(/tokenwarden_sink_errors_total\{binding="prom",sink="kubernetes-secret"\} [1-9]/);
+  });
+
   it('removing the binding revokes its token and deletes the Secret it created', async () => {
     const token = secretToken('prom-token', 'api-key')!;
     const res = await s.api('DELETE', '/api/v1/bindings/prom');

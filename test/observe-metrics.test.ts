@@ -105,6 +105,7 @@ describe('metrics on the gated /metrics', () => {
         'tokenwarden_rotations_total',
         'tokenwarden_source_refresh_failures_total',
         'tokenwarden_sink_errors_total',
+        'tokenwarden_sink_drift_total',
         'tokenwarden_binding_last_success_timestamp_seconds',
         'tokenwarden_binding_healthy',
         'tokenwarden_notifications_total',

@@ -298,3 +298,63 @@ describe('rotation state machine (ManualClock, real SQLite, real files)', () => 
     expect(await a.acquire()).toBe(true); // a released lease is free at once
   });
 });
+
+describe('drift between rotations (delivery.resync)', () => {
+  const path = () => join(dir, 'drift.token');
+  const settle = async () => {
+    for (let i = 0; i < 5 && (await binding('drift')).state !== 'active'; i++) {
+      clock.advance(SEC);
+      await ctl.tick();
+    }
+    expect(await binding('drift')).toMatchObject({ state: 'active', inFlight: null });
+  };
+  const auditOf = async () => (await s.api('GET', '/api/v1/audit?action=binding.drift')).body.items.filter((a: any) => a.targetId === 'drift');
+
+  it('reads every sink back each resync; an intact one is left alone (no write, no rotation)', async () => {
+    const res = await s.api('POST', '/api/v1/bindings', spec('drift', path(), { confirm: 'none', grace: '0s' }, { lifetime: '1d' }));
+    expect(res.status, JSON.stringify(res.body)).toBe(201);
+    await settle();
+    const mtime = statSync(path()).mtimeMs;
+    clock.advance(5 * MIN);
+    const report = await ctl.tick();
+    expect(report).toMatchObject({ leader: true, drifted: 0, started: 0 });
+    expect(statSync(path()).mtimeMs).toBe(mtime);
+    expect(await auditOf()).toEqual([]);
+  });
+
+  it('a deleted sink gets a fresh token at the next resync (reason "drift"), audited with the sink named', async () => {
+    const before = readToken(path());
+    rmSync(path());
+    clock.advance(4 * MIN);
+    expect((await ctl.tick()).drifted).toBe(0); // not yet: resync is every 5 minutes
+    expect(existsSync(path())).toBe(false);
+    clock.advance(1 * MIN);
+    const report = await ctl.tick();
+    expect(report).toMatchObject({ drifted: 1, started: 1 });
+    const after = readToken(path());
+    expect(after).not.toBe(before);
+    expect(await auth(after)).toBe(200);
+    await settle();
+    expect(await auth(before)).toBe(401); // confirm: none, grace 0: the old one goes with the rotation
+    const history = (await s.api('GET', '/api/v1/bindings/drift/history')).body.items;
+    expect(history[0]).toMatchObject({ reason: 'drift', step: 'done', oldTokenId: before.slice(4, 16), newTokenId: after.slice(4, 16) });
+    const [audit] = await auditOf();
+    expect(audit).toMatchObject({ actor: 'controller', detail: { sinks: [`file:${path()} is missing`] } });
+    const metrics = await s.tw.ctx.metrics.registry.getSingleMetricAsString('tokenwarden_sink_drift_total');
+    expect(metrics).toContain('tokenwarden_sink_drift_total{binding="drift"} 1');
+  });
+
+  it('a sink overwritten with another token (an old backup) is put right too; the content never reaches the audit log', async () => {
+    const current = readToken(path());
+    const stale = rememberSecret((await s.api('POST', '/api/v1/tokens', { actor: 'bot-scraper', name: 'stale-copy', scopes: ['metrics.read'] })).body.token);
+    writeFileSync(path(), `${stale}\n`);
+    clock.advance(5 * MIN);
+    expect((await ctl.tick()).drifted).toBe(1);
+    const now = readToken(path());
+    expect([current, stale]).not.toContain(now);
+    await settle();
+    const audits = await auditOf();
+    expect(audits[0].detail).toEqual({ sinks: [`file:${path()} holds another token`] });
+    expect(JSON.stringify(audits)).not.toContain(stale.slice(17));
+  });
+});

@@ -8,11 +8,13 @@ import type { Store } from '../store/store.js';
 import type { Leadership } from './lease.js';
 import { CONTROLLER_PRINCIPAL } from './provider.js';
 import { LostLeadership, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation.js';
-import { createSink, describeSink } from './sinks/index.js';
-import { isHealthy } from './spec.js';
+import { SINK_KINDS, createSink, describeSink } from './sinks/index.js';
+import { isHealthy, toRecord } from './spec.js';
 
 export interface ControllerOptions {
   intervalMs: number;
+  /** How often every sink is read back and compared with the current token (0: never). */
+  resyncMs?: number;
   /** Rotations driven at once; sinks are I/O bound, the store serialises its own writes. */
   concurrency?: number;
   /** At most this many due items are picked up per tick. */
@@ -24,6 +26,8 @@ export interface TickReport {
   started: number;
   advanced: number;
   removed: number;
+  /** Bindings found with a sink that lost or changed its token, and so rotated. */
+  drifted: number;
 }
 
 /**
@@ -38,6 +42,7 @@ export class DeliveryController {
   private chain: Promise<unknown> = Promise.resolve();
   private queued = false;
   private lastGauges = Number.NEGATIVE_INFINITY;
+  private lastResync = Number.NEGATIVE_INFINITY;
   lastTickError: string | null = null;
   lastTickAt: number | null = null;
 
@@ -95,7 +100,7 @@ export class DeliveryController {
   }
 
   private async pass(): Promise<TickReport> {
-    const report: TickReport = { leader: false, started: 0, advanced: 0, removed: 0 };
+    const report: TickReport = { leader: false, started: 0, advanced: 0, removed: 0, drifted: 0 };
     try {
       await this.refreshGauges();
       report.leader = await this.deps.leadership.acquire();
@@ -122,6 +127,11 @@ export class DeliveryController {
       await this.rotator.advance(r.id);
       report.advanced++;
     });
+    const resyncMs = this.options.resyncMs ?? 0;
+    if (resyncMs > 0 && now - this.lastResync >= resyncMs) {
+      this.lastResync = now;
+      report.drifted = await this.markDrift(now);
+    }
     const due = await this.q.due(now, batch);
     await this.parallel(due, async (row) => {
       await this.rotator.begin(row);
@@ -171,11 +181,59 @@ export class DeliveryController {
     return true;
   }
 
+  /**
+   * Notices what changed behind the controller's back between rotations (a Secret deleted by
+   * hand, a file restored from an old backup, a namespace recreated): every settled binding's
+   * sinks are read, and a binding with one that is missing or holds another token is rotated at
+   * once, reason "drift". A fresh token rather than the same one again, because the current
+   * token's plaintext is not kept once it is delivered and confirmed. A sink that cannot be read
+   * (no access, API down) counts as a sink error and triggers nothing.
+   */
+  private async markDrift(now: number): Promise<number> {
+    const settled = (await this.q.list()).filter((b) => b.state === 'active' && b.token_id !== null && b.rotate_reason === null && (b.next_rotation_at === null || b.next_rotation_at > now));
+    let drifted = 0;
+    await this.parallel(settled, async (row) => {
+      const binding = toRecord(row);
+      const provider = this.rotator.providerFor(binding);
+      const wrong: string[] = [];
+      for (const spec of binding.spec.sinks) {
+        let held: string | null;
+        try {
+          held = await (await createSink(spec, this.deps.sinkDeps, row.name)).read();
+        } catch (err) {
+          this.deps.metrics.sinkErrors.labels(row.name, spec.kind).inc();
+          this.deps.logger.warn({ binding: row.name, sink: describeSink(spec), err: safeError(err) }, 'cannot read a sink back to check it');
+          continue;
+        }
+        if (held === null) wrong.push(`${describeSink(spec)} is missing`);
+        else if (provider.idOf(held) !== row.token_id) wrong.push(`${describeSink(spec)} holds another token`);
+      }
+      if (!wrong.length) return;
+      const marked = await this.deps.store.transaction(async (tx) => {
+        await this.deps.leadership.fence(tx);
+        const q = new BindingQueries(tx);
+        const fresh = await q.byId(row.id);
+        // A rotation that started meanwhile delivers to every sink anyway.
+        if (!fresh || fresh.state !== 'active' || fresh.token_id !== row.token_id || (await q.openRotation(row.id))) return false;
+        await q.update(row.id, { next_rotation_at: now, rotate_reason: 'drift', retry_at: null, updated_at: now });
+        await new Authority(tx, this.deps.authority.clock, this.deps.authority.policy).record(CONTROLLER_PRINCIPAL, 'binding.drift', 'binding', row.name, { sinks: wrong });
+        return true;
+      });
+      if (!marked) return;
+      this.deps.metrics.sinkDrift.labels(row.name).inc();
+      this.deps.logger.warn({ binding: row.name, sinks: wrong }, 'a delivered token went missing or was changed; rotating to put a valid one back');
+      drifted++;
+    });
+    return drifted;
+  }
+
   private forget(name: string): void {
     const m = this.deps.metrics;
     m.bindingExpiry.remove(name);
     m.bindingLastSuccess.remove(name);
     m.bindingHealthy.remove(name);
+    m.sinkDrift.remove(name);
+    for (const kind of SINK_KINDS) m.sinkErrors.remove(name, kind);
     m.rotations.remove(name, 'failure');
     m.rotations.remove(name, 'success');
   }

@@ -20,6 +20,8 @@ export interface DeliveryOptions {
   /** Run the controller on a timer (default true). Tests with a ManualClock call controller.tick() instead. */
   autoStart?: boolean;
   intervalMs?: number;
+  /** How often sinks are read back for drift (default `delivery.resync`, 5m; 0 never). */
+  resyncMs?: number;
   concurrency?: number;
   /** Replaces the store lease (e.g. a Kubernetes Lease). */
   leadership?: Leadership;
@@ -93,7 +95,7 @@ export function createDelivery(
       retryBaseMs: options.retryBaseMs ?? 1000,
       retryMaxMs: options.retryMaxMs ?? 300_000,
     },
-    { intervalMs, concurrency: options.concurrency },
+    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency },
   );
   const service = new BindingService({
     store,

@@ -1,5 +1,6 @@
 import { Authority, type CreateTokenInput, type Principal, SYSTEM_PRINCIPAL } from '../authority/authority.js';
 import type { Store } from '../store/store.js';
+import { parseToken } from '../token/format.js';
 import type { BindingRecord } from './spec.js';
 
 /** The controller acts as this principal: audit rows read "controller", never a person. */
@@ -29,6 +30,8 @@ export interface TokenProvider {
   issue(binding: BindingRecord, oldTokenId: string | null, record: (issued: IssuedToken, tx: Store) => Promise<void>): Promise<void>;
   /** Retires a token this provider issued: revokes a minted one; nothing for an upstream's. */
   retire(tx: Store, tokenId: string, reason: string): Promise<void>;
+  /** The id `issue` records for this token, to tell whether a sink still holds the current one. */
+  idOf(plaintext: string): string | null;
 }
 
 export type SourceProviderFactory = (binding: BindingRecord) => TokenProvider;
@@ -60,6 +63,11 @@ export class MintProvider implements TokenProvider {
     const row = await tx.findToken(tokenId);
     if (!row || row.revoked_at !== null) return;
     await this.within(tx).revokeToken(CONTROLLER_PRINCIPAL, tokenId, reason);
+  }
+
+  idOf(plaintext: string): string | null {
+    const parsed = parseToken(plaintext);
+    return parsed.ok ? parsed.id : null;
   }
 
   /** The authority's rules and audit, inside the caller's transaction. */

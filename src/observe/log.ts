@@ -56,7 +56,8 @@ export function createLogger(options: { level?: string; stream?: DestinationStre
           userAgent: typeof req.headers?.['user-agent'] === 'string' ? redactTokens(req.headers['user-agent']) : undefined,
         }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
-        err: (err: Error) => ({ type: err.name, message: redactTokens(err.message) }),
+        // Callers pass Errors or already-safe strings; either way only a redacted message is kept.
+        err: (err: unknown) => (err instanceof Error ? { type: err.name, message: redactTokens(String(err.message)) } : { message: redactTokens(String(err)) }),
       },
     },
     options.stream,

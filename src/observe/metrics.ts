@@ -68,8 +68,14 @@ export class Metrics {
   });
   readonly sinkErrors = new Counter({
     name: 'tokenwarden_sink_errors_total',
-    help: 'Failed sink writes or removals by binding and sink kind (file, kubernetes-secret)',
+    help: 'Failed sink writes, reads or removals by binding and sink kind (file, kubernetes-secret)',
     labelNames: ['binding', 'sink'] as const,
+    registers: [this.registry],
+  });
+  readonly sinkDrift = new Counter({
+    name: 'tokenwarden_sink_drift_total',
+    help: 'Times a sink was found missing its token or holding another one between rotations (then rotated), by binding',
+    labelNames: ['binding'] as const,
     registers: [this.registry],
   });
   readonly refreshFailures = new Counter({

@@ -113,6 +113,10 @@ class SourceTokenProvider implements TokenProvider {
     // An upstream's token cannot be revoked from here; it simply expires.
   }
 
+  idOf(plaintext: string): string {
+    return upstreamTokenId(plaintext);
+  }
+
   async close(): Promise<void> {
     const s = await this.source?.catch(() => null);
     await s?.close?.();

@@ -13,6 +13,9 @@ export interface SinkDeps {
   kubernetes?: unknown;
 }
 
+/** Every sink kind, as the `sink` label of the sink metrics names them. */
+export const SINK_KINDS: readonly SinkSpecT['kind'][] = ['file', 'kubernetes-secret'];
+
 /** Picks the sink implementation by kind. The Kubernetes client is loaded on first use only: a process with file sinks never pays for it. */
 export async function createSink(spec: SinkSpecT, deps: SinkDeps, binding?: string): Promise<Sink> {
   switch (spec.kind) {
