@@ -89,6 +89,17 @@ export class Verifier {
    * beyond what the caller builds. `undefined` means the store must be asked (see `verify`).
    */
   verifyCached(bearer: string | undefined, source: Source): Verification | undefined {
+    const r = this.check(bearer, source);
+    return 'secret' in r ? undefined : r;
+  }
+
+  async verify(bearer: string | undefined, source: Source): Promise<Verification> {
+    const r = this.check(bearer, source);
+    return 'secret' in r ? this.verifyFromStore(r, source) : r;
+  }
+
+  /** The verdict when no I/O is needed, else the parsed token for the store to look up. */
+  private check(bearer: string | undefined, source: Source): Verification | ParsedOk {
     const key = source.ip ?? '';
     if (this.limiter.blocked(key)) return this.refuse('rate_limited');
     const parsed = parseToken(bearer);
@@ -112,17 +123,12 @@ export class Verifier {
     }
     const negative = this.negative.get(parsed.id);
     if (negative !== undefined && negative.until > now) return this.failed(key, negative.reason);
-    return undefined;
+    return parsed;
   }
 
-  async verify(bearer: string | undefined, source: Source): Promise<Verification> {
-    return this.verifyCached(bearer, source) ?? this.verifyFromStore(bearer!, source);
-  }
-
-  /** The store hit, after `verifyCached` found nothing: the token parses and is in no cache. */
-  private async verifyFromStore(bearer: string, source: Source): Promise<Verification> {
+  /** The store hit, after `check` found nothing: the token parses and is in no cache. */
+  private async verifyFromStore(parsed: ParsedOk, source: Source): Promise<Verification> {
     const key = source.ip ?? '';
-    const parsed = parseToken(bearer) as ParsedOk;
     const now = this.clock.now();
     const found = await this.resolve(parsed, now);
     if (!('identity' in found)) {
