@@ -75,10 +75,16 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   verifier.lastUse.start();
   const watch = new RevocationWatch(store, verifier, () => Date.now());
   await watch.start();
-  // Several replicas share PostgreSQL: a revocation reaches every cache at once; the poll above reconciles.
+  // Several replicas share PostgreSQL: a revocation or a change of grants reaches every cache at once; the poll above reconciles revocations.
   const fanout =
     store.engine === 'postgres'
-      ? new RevocationListener({ url: config.store.url, onRevoked: (id) => verifier.markRevoked(id), onResync: () => watch.check(), logger })
+      ? new RevocationListener({
+          url: config.store.url,
+          onRevoked: (id) => verifier.markRevoked(id),
+          onGrantsChanged: (actorId) => verifier.invalidateActor(actorId),
+          onResync: () => watch.check(),
+          logger,
+        })
       : undefined;
   await fanout?.start();
 

@@ -104,6 +104,22 @@ describe('replicas on one PostgreSQL', () => {
     for (const r of rounds) expect(Math.max(...r.replicas)).toBeLessThan(1000);
   });
 
+  it('taking a role away on one replica is enforced by every replica within 1 s, despite their caches; giving it back too', async () => {
+    const token = await mint(1);
+    for (const r of replicas) expect(await auth(r.url, token.token)).toBe(200); // cached everywhere for 10 minutes
+    const within = async (status: number, what: string) => {
+      const since = performance.now();
+      await Promise.all(replicas.map((r) => waitFor(async () => (await auth(r.url, token.token)) === status, `replica ${r.url} ${what}`, 3000, 5)));
+      return performance.now() - since;
+    };
+    expect((await callApi(replicas[2].url, 'PATCH', '/api/v1/actors/bot-load', { roles: [] }, admin)).status).toBe(200);
+    const taken = await within(403, 'to refuse the token once metrics-read is taken away');
+    expect((await callApi(replicas[0].url, 'PATCH', '/api/v1/actors/bot-load', { roles: ['metrics-read'] }, admin)).status).toBe(200);
+    const given = await within(200, 'to accept the token again');
+    console.log(`role change reached all 3 replicas: taken away in ${taken.toFixed(0)} ms, given back in ${given.toFixed(0)} ms`);
+    expect(Math.max(taken, given)).toBeLessThan(1000);
+  });
+
   it('survives a PostgreSQL restart under load: readyz 503 then 200, never 200 for a revoked token', async () => {
     const valid = await mint();
     const revoked = await mint();

@@ -4,21 +4,30 @@ import type { Logger } from '../observe/log.js';
 import type { Database } from './schema.js';
 
 /**
- * Revocation fan-out on PostgreSQL: the replica that revokes sends NOTIFY in the same
- * transaction (delivered only if it commits); every replica LISTENs and drops the token from
- * its verification cache at once. The payload is the token's public id, never anything secret.
+ * Cache fan-out on PostgreSQL: the replica that revokes a token, or changes what an identity
+ * holds (its roles, its own scopes, disabled, a role's scopes), sends NOTIFY in the same
+ * transaction (delivered only if it commits); every replica LISTENs and drops the cached
+ * verdicts at once. Payloads are public ids (a token id, an actor id or "*"), never a secret.
  */
 export const REVOCATION_CHANNEL = 'tokenwarden_token_revoked';
+export const GRANTS_CHANNEL = 'tokenwarden_grants_changed';
 
 /** Queues the notification inside the caller's transaction; PostgreSQL delivers it on commit. */
 export async function notifyRevoked(db: Kysely<Database> | Transaction<Database>, tokenId: string): Promise<void> {
   await sql`select pg_notify(${REVOCATION_CHANNEL}, ${tokenId})`.execute(db);
 }
 
+/** The same for a change of grants: one actor's id, or "*" when a role changed. */
+export async function notifyGrantsChanged(db: Kysely<Database> | Transaction<Database>, actorId: string): Promise<void> {
+  await sql`select pg_notify(${GRANTS_CHANNEL}, ${actorId})`.execute(db);
+}
+
 export interface RevocationListenerOptions {
   url: string;
   /** Called with each revoked token id. */
   onRevoked(tokenId: string): void;
+  /** Called with the id of an actor whose grants changed, or "*" for any actor's (a role changed). */
+  onGrantsChanged?(actorId: string): void;
   /**
    * Called after every (re)connection: notifications sent while the listener was away are
    * lost, so the caller re-reads recent revocations from the store.
@@ -76,11 +85,13 @@ export class RevocationListener {
     client.on('error', onLost);
     client.on('end', () => onLost());
     client.on('notification', (msg) => {
-      if (msg.channel === REVOCATION_CHANNEL && msg.payload) this.options.onRevoked(msg.payload);
+      if (!msg.payload) return;
+      if (msg.channel === REVOCATION_CHANNEL) this.options.onRevoked(msg.payload);
+      else if (msg.channel === GRANTS_CHANNEL) this.options.onGrantsChanged?.(msg.payload);
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${REVOCATION_CHANNEL}`);
+      await client.query(`LISTEN ${REVOCATION_CHANNEL}; LISTEN ${GRANTS_CHANNEL}`);
     } catch (err) {
       onLost(err as Error);
       return;

@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { Connection } from './connect.js';
-import { notifyRevoked } from './pg-notify.js';
+import { notifyGrantsChanged, notifyRevoked } from './pg-notify.js';
 import type { ActorTable, AuditTable, Database, RoleTable, ScopeTable, TokenTable } from './schema.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -74,6 +74,11 @@ export class Store {
   async updateActor(id: string, patch: Partial<Pick<ActorTable, 'description' | 'disabled' | 'scopes'>>): Promise<void> {
     if (!Object.keys(patch).length) return;
     await this.db.updateTable('actors').set(patch).where('id', '=', id).execute();
+    if (patch.disabled !== undefined || patch.scopes !== undefined) await this.grantsChanged(id);
+  }
+  /** Other replicas drop cached verdicts of this actor ("*": of every actor) when this commits (see pg-notify.ts). */
+  private async grantsChanged(actorId: string): Promise<void> {
+    if (this.engine === 'postgres') await notifyGrantsChanged(this.db, actorId);
   }
   async deleteActor(id: string): Promise<void> {
     await this.db.deleteFrom('actors').where('id', '=', id).execute();
@@ -123,6 +128,7 @@ export class Store {
         .values(roles.map((role_name) => ({ actor_id: actorId, role_name })))
         .execute();
     }
+    await this.grantsChanged(actorId);
   }
 
   // roles and scopes
@@ -132,12 +138,14 @@ export class Store {
       .values(row)
       .onConflict((oc) => oc.column('name').doUpdateSet({ scopes: row.scopes, description: row.description }))
       .execute();
+    await this.grantsChanged('*');
   }
   async insertRole(row: RoleTable): Promise<void> {
     await this.db.insertInto('roles').values(row).execute();
   }
   async deleteRole(name: string): Promise<void> {
     await this.db.deleteFrom('roles').where('name', '=', name).execute();
+    await this.grantsChanged('*');
   }
   findRole(name: string): Promise<RoleTable | undefined> {
     return this.db.selectFrom('roles').selectAll().where('name', '=', name).executeTakeFirst();
