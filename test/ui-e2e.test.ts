@@ -277,31 +277,22 @@ describe('web UI', () => {
     await expect.poll(() => page.locator('#audit-until-error').textContent()).toContain('before');
   });
 
-  it('shows bindings with state, sinks and next rotation, and rotates one on request', async () => {
-    const doc = await s.api('GET', '/api/v1/openapi.json', undefined, null);
-    const available = '/api/v1/bindings' in doc.body.paths;
+  it('shows bindings with state, sinks and next rotation, rotates one on request, and shows its rotation history', async () => {
     const sinkPath = join(tempDir('ui-binding'), 'token');
-    if (available) {
-      await s.api('POST', '/api/v1/actors', { name: 'bot-ui-bound', kind: 'service', roles: ['metrics-read'] });
-      const created = await s.api('POST', '/api/v1/bindings', {
-        name: 'ui-prometheus',
-        actor: 'bot-ui-bound',
-        scopes: ['metrics.read'],
-        lifetime: '30d',
-        sinks: [{ kind: 'file', path: sinkPath }],
-        rotation: { confirm: 'none' },
-      });
-      expect(created.status).toBe(201);
-    }
+    await s.api('POST', '/api/v1/actors', { name: 'bot-ui-bound', kind: 'service', roles: ['metrics-read'] });
+    const created = await s.api('POST', '/api/v1/bindings', {
+      name: 'ui-prometheus',
+      actor: 'bot-ui-bound',
+      scopes: ['metrics.read'],
+      lifetime: '30d',
+      sinks: [{ kind: 'file', path: sinkPath }],
+      rotation: { confirm: 'none', grace: '0s' },
+    });
+    expect(created.status).toBe(201);
     await openPage();
     await signIn(s.adminToken);
     await page.getByRole('link', { name: 'Bindings' }).click();
     await page.getByRole('heading', { name: 'Bindings', level: 1 }).waitFor();
-    if (!available) {
-      await page.getByTestId('bindings-unavailable').waitFor();
-      await screenshot(page, '10-bindings');
-      return;
-    }
     const row = page.locator('tr[data-binding="ui-prometheus"]');
     await row.waitFor();
     expect(await row.textContent()).toContain(sinkPath);
@@ -311,12 +302,30 @@ describe('web UI', () => {
     await row.getByRole('button', { name: 'Rotate binding ui-prometheus now' }).click();
     await page.getByRole('dialog', { name: 'Rotate “ui-prometheus” now?' }).getByRole('button', { name: 'Rotate now' }).click();
     await page.getByRole('dialog').waitFor({ state: 'detached' });
+    let after = before;
     await expect
       .poll(async () => {
-        const b = (await s.api('GET', '/api/v1/bindings/ui-prometheus')).body;
-        return b.inFlight !== null || b.rotations > before.rotations || b.tokenId !== before.tokenId;
+        after = (await s.api('GET', '/api/v1/bindings/ui-prometheus')).body;
+        return after.inFlight === null && after.tokenId !== before.tokenId;
       })
       .toBe(true);
+
+    // The history dialog lists both rotations, newest first, with the token ids they swapped.
+    await row.getByRole('button', { name: 'Rotation history of binding ui-prometheus' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Rotations of “ui-prometheus”' });
+    const table = dialog.getByTestId('rotation-history');
+    await table.waitFor();
+    const rows = table.locator('tbody tr');
+    await expect.poll(() => rows.count()).toBe(2);
+    const newest = (await rows.nth(0).textContent())!;
+    expect(newest).toContain('manual');
+    expect(newest).toContain('done');
+    expect(newest).toContain(before.tokenId);
+    expect(newest).toContain(after.tokenId);
+    expect(await rows.nth(1).textContent()).toContain('initial');
+    await screenshot(page, '11-binding-history');
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await dialog.waitFor({ state: 'detached' });
   });
 
   it('works from the keyboard: dialogs open, trap and give focus back', async () => {

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { ApiError, api } from '../api.js';
+import { api } from '../api.js';
 import type { Session } from '../app.js';
 import { Chips, Dialog, ErrorNotice, Time } from '../components/ui.js';
 import { PERMISSIONS } from '../rules.js';
@@ -63,38 +63,24 @@ function toRow(raw: Json): BindingRow {
   };
 }
 
-type Availability = 'checking' | 'available' | 'missing';
-
 export function BindingsPage({ session }: { session: Session }) {
   const canRotate = session.holds(PERMISSIONS.bindingManage);
-  const [availability, setAvailability] = useState<Availability>('checking');
   const [rows, setRows] = useState<BindingRow[] | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [confirm, setConfirm] = useState<BindingRow | null>(null);
+  const [history, setHistory] = useState<BindingRow | null>(null);
   const [status, setStatus] = useState('');
   const [reloads, setReloads] = useState(0);
 
-  // Ask the API description first, so a server without bindings is not sent a request that can only fail.
   useEffect(() => {
-    fetch('/api/v1/openapi.json', { credentials: 'omit' })
-      .then((r) => (r.ok ? r.json() : { paths: {} }))
-      .then((doc: { paths?: Record<string, unknown> }) => setAvailability(doc.paths && '/api/v1/bindings' in doc.paths ? 'available' : 'missing'))
-      .catch(() => setAvailability('available'));
-  }, []);
-
-  useEffect(() => {
-    if (availability !== 'available') return;
     api<{ items: Json[] }>('GET', '/bindings').then(
       (r) => {
         setRows(r.items.map(toRow));
         setError(null);
       },
-      (e) => {
-        if (e instanceof ApiError && e.status === 404) setAvailability('missing');
-        else setError(e);
-      },
+      (e) => setError(e),
     );
-  }, [availability, reloads]);
+  }, [reloads]);
 
   return (
     <section aria-labelledby="bindings-title">
@@ -102,25 +88,18 @@ export function BindingsPage({ session }: { session: Session }) {
         <h1 id="bindings-title" tabIndex={-1}>
           Bindings
         </h1>
-        {availability === 'available' && (
-          <button type="button" class="secondary" onClick={() => setReloads((n) => n + 1)}>
-            Refresh
-          </button>
-        )}
+        <button type="button" class="secondary" onClick={() => setReloads((n) => n + 1)}>
+          Refresh
+        </button>
       </div>
       <p class="lead">A binding keeps a valid token of one identity in files or Kubernetes Secrets, and rotates it before it expires.</p>
       <p class="sr-only" role="status">
         {status}
       </p>
-      {availability === 'checking' && <p class="muted">Loading…</p>}
-      {availability === 'missing' && (
-        <p class="empty" data-testid="bindings-unavailable">
-          Bindings are not available on this server: it does not offer the /api/v1/bindings API.
-        </p>
-      )}
+      {rows === null && !error && <p class="muted">Loading…</p>}
       <ErrorNotice error={error} />
-      {availability === 'available' && rows?.length === 0 && <p class="empty">No bindings yet. Declare them under <code>bindings:</code> in the configuration file or with <code>tokenwarden binding create</code>.</p>}
-      {availability === 'available' && rows && rows.length > 0 && (
+      {rows?.length === 0 && <p class="empty">No bindings yet. Declare them under <code>bindings:</code> in the configuration file or with <code>tokenwarden binding create</code>.</p>}
+      {rows && rows.length > 0 && (
         <div class="table-wrap">
           <table class="data">
             <caption class="sr-only">Bindings</caption>
@@ -133,11 +112,9 @@ export function BindingsPage({ session }: { session: Session }) {
                 <th scope="col">Token expires</th>
                 <th scope="col">Next rotation</th>
                 <th scope="col">Last rotation</th>
-                {canRotate && (
-                  <th scope="col">
-                    <span class="sr-only">Actions</span>
-                  </th>
-                )}
+                <th scope="col">
+                  <span class="sr-only">Actions</span>
+                </th>
               </tr>
             </thead>
             <tbody>
@@ -180,19 +157,23 @@ export function BindingsPage({ session }: { session: Session }) {
                     )}
                     {b.rotations !== null && <div class="sub">{b.rotations} rotation{b.rotations === 1 ? '' : 's'} so far</div>}
                   </td>
-                  {canRotate && (
-                    <td class="actions">
+                  <td class="actions">
+                    <button type="button" class="secondary small" aria-label={`Rotation history of binding ${b.name}`} onClick={() => setHistory(b)}>
+                      History
+                    </button>
+                    {canRotate && (
                       <button type="button" class="secondary small" aria-label={`Rotate binding ${b.name} now`} onClick={() => setConfirm(b)}>
                         Rotate now
                       </button>
-                    </td>
-                  )}
+                    )}
+                  </td>
                 </tr>
               ))}
             </tbody>
           </table>
         </div>
       )}
+      {history && <HistoryDialog binding={history} onClose={() => setHistory(null)} />}
       {confirm && (
         <RotateDialog
           binding={confirm}
@@ -235,6 +216,91 @@ function RotateDialog(props: { binding: BindingRow; onClose: () => void; onDone:
         </button>
         <button type="button" onClick={rotate} disabled={busy}>
           {busy ? 'Starting…' : 'Rotate now'}
+        </button>
+      </div>
+    </Dialog>
+  );
+}
+
+/** One rotation as GET /api/v1/bindings/{name}/history returns it (newest first). */
+interface RotationRow {
+  seq: number;
+  reason: string;
+  step: string;
+  oldTokenId: string | null;
+  newTokenId: string | null;
+  startedAt: string;
+  deliveredAt: string | null;
+  confirmedAt: string | null;
+  finishedAt: string | null;
+  attempts: number;
+  lastError: string | null;
+  note: string | null;
+}
+
+/** What each rotation did, step by step: the record an operator checks after "did the rotation go through?". */
+function HistoryDialog(props: { binding: BindingRow; onClose: () => void }) {
+  const [items, setItems] = useState<RotationRow[] | null>(null);
+  const [failure, setFailure] = useState<unknown>(null);
+  useEffect(() => {
+    api<{ items: RotationRow[] }>('GET', `/bindings/${encodeURIComponent(props.binding.name)}/history?limit=50`).then((r) => setItems(r.items), setFailure);
+  }, [props.binding.name]);
+  return (
+    <Dialog title={`Rotations of “${props.binding.name}”`} onClose={props.onClose} wide>
+      <ErrorNotice error={failure} />
+      {items === null && !failure && <p class="muted">Loading…</p>}
+      {items?.length === 0 && <p class="empty">No rotation yet.</p>}
+      {items && items.length > 0 && (
+        <div class="table-wrap">
+          <table class="data" data-testid="rotation-history">
+            <caption class="sr-only">Rotations, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">#</th>
+                <th scope="col">Why</th>
+                <th scope="col">Step</th>
+                <th scope="col">Token</th>
+                <th scope="col">Started</th>
+                <th scope="col">Delivered</th>
+                <th scope="col">Confirmed</th>
+                <th scope="col">Finished</th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((r) => (
+                <tr key={r.seq} data-seq={r.seq}>
+                  <th scope="row">{r.seq}</th>
+                  <td>{r.reason}</td>
+                  <td>
+                    <span class={`outcome outcome-${r.step === 'abandoned' || r.lastError ? 'failed' : 'ok'}`}>{r.step}</span>
+                    {r.attempts > 1 && <div class="sub">{r.attempts} attempts</div>}
+                    {r.lastError && <div class="sub error-text">{r.lastError}</div>}
+                    {r.note && <div class="sub">{r.note}</div>}
+                  </td>
+                  <td>
+                    {r.oldTokenId ? <code class="token-id">{r.oldTokenId}</code> : <span class="muted">none</span>} → {r.newTokenId ? <code class="token-id">{r.newTokenId}</code> : <span class="muted">—</span>}
+                  </td>
+                  <td>
+                    <Time iso={r.startedAt} />
+                  </td>
+                  <td>
+                    <Time iso={r.deliveredAt} />
+                  </td>
+                  <td>
+                    <Time iso={r.confirmedAt} />
+                  </td>
+                  <td>
+                    <Time iso={r.finishedAt} fallback="under way" />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <div class="buttons">
+        <button type="button" class="secondary" onClick={props.onClose} autoFocus>
+          Close
         </button>
       </div>
     </Dialog>
