@@ -1,4 +1,5 @@
 import type { ActorView, AuditView, RoleView, TokenState, TokenView } from '../../src/authority/authority.js';
+import type { BindingView, RotationView } from '../../src/delivery/service.js';
 /**
  * The only way the UI talks to tokenwarden: the public REST API under /api/v1.
  *
@@ -90,6 +91,8 @@ export type Token = TokenView;
 export type Actor = ActorView;
 export type Role = RoleView;
 export type AuditEntry = AuditView;
+export type Binding = BindingView;
+export type Rotation = RotationView;
 
 export interface CreatedToken extends Token {
   token: string;

@@ -1,81 +1,36 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api } from '../api.js';
+import { type Binding, type Rotation, api } from '../api.js';
 import type { Session } from '../app.js';
 import { Chips, Dialog, ErrorNotice, Time } from '../components/ui.js';
 import { PERMISSIONS } from '../rules.js';
 
-/** One binding as the page shows it, read leniently from GET /api/v1/bindings. */
-interface BindingRow {
-  name: string;
-  actor: string | null;
-  scopes: string[];
-  state: string;
-  sinks: string[];
-  tokenId: string | null;
-  expiresAt: string | null;
-  nextRotationAt: string | null;
-  rotations: number | null;
-  last: { outcome: string; at: string | null; error: string | null } | null;
+type Sink = Binding['sinks'][number];
+
+function describeSink(s: Sink): string {
+  return s.kind === 'file' ? `file ${s.path}` : `Secret ${s.namespace}/${s.name}#${s.key ?? 'token'}`;
 }
 
-type Json = Record<string, unknown>;
-const str = (v: unknown): string | null => (typeof v === 'string' && v ? v : typeof v === 'number' ? new Date(v).toISOString() : null);
-
-function describeSink(s: unknown): string {
-  if (typeof s === 'string') return s;
-  const o = (s ?? {}) as Json;
-  if (typeof o.describe === 'string') return o.describe;
-  if (o.kind === 'file') return `file ${String(o.path)}`;
-  if (o.kind === 'kubernetes-secret') return `Secret ${String(o.namespace)}/${String(o.name)}#${String(o.key ?? 'token')}`;
-  return JSON.stringify(o);
-}
-
-/**
- * The last rotation's outcome: a rotation under way (its step, and its last error while it
- * retries), else the last attempt's error, else the last success.
- */
-function lastOutcome(raw: Json): BindingRow['last'] {
-  const inFlight = (raw.inFlight ?? null) as Json | null;
-  if (inFlight) {
-    const error = str(inFlight.lastError);
-    return { outcome: `${error ? 'retrying' : 'in progress'}: ${String(inFlight.step)}`, at: str(inFlight.startedAt), error };
-  }
-  const last = (raw.lastRotation ?? null) as Json | null;
-  if (last) return { outcome: String(last.outcome ?? last.step ?? 'unknown'), at: str(last.finishedAt ?? last.startedAt), error: str(last.lastError) };
-  const lastError = str(raw.lastError);
-  if (lastError) return { outcome: 'failed', at: str(raw.updatedAt), error: lastError };
-  if (raw.lastSuccessAt) return { outcome: 'succeeded', at: str(raw.lastSuccessAt), error: null };
+/** The last rotation's outcome: one under way (its step, and its last error while it retries), else the last error, else the last success. */
+function lastOutcome(b: Binding): { outcome: string; at: string | null; error: string | null } | null {
+  if (b.inFlight) return { outcome: `${b.inFlight.lastError ? 'retrying' : 'in progress'}: ${b.inFlight.step}`, at: b.inFlight.startedAt, error: b.inFlight.lastError };
+  if (b.lastError) return { outcome: 'failed', at: b.updatedAt, error: b.lastError };
+  if (b.lastSuccessAt) return { outcome: 'succeeded', at: b.lastSuccessAt, error: null };
   return null;
-}
-
-function toRow(raw: Json): BindingRow {
-  return {
-    name: String(raw.name),
-    actor: str(raw.actor),
-    scopes: (Array.isArray(raw.scopes) ? raw.scopes : []) as string[],
-    state: String(raw.state ?? 'unknown'),
-    sinks: ((raw.sinks ?? []) as unknown[]).map(describeSink),
-    tokenId: str(raw.tokenId),
-    expiresAt: str(raw.expiresAt),
-    nextRotationAt: str(raw.nextRotationAt),
-    rotations: typeof raw.rotations === 'number' ? raw.rotations : null,
-    last: lastOutcome(raw),
-  };
 }
 
 export function BindingsPage({ session }: { session: Session }) {
   const canRotate = session.holds(PERMISSIONS.bindingManage);
-  const [rows, setRows] = useState<BindingRow[] | null>(null);
+  const [rows, setRows] = useState<Binding[] | null>(null);
   const [error, setError] = useState<unknown>(null);
-  const [confirm, setConfirm] = useState<BindingRow | null>(null);
-  const [history, setHistory] = useState<BindingRow | null>(null);
+  const [confirm, setConfirm] = useState<Binding | null>(null);
+  const [history, setHistory] = useState<Binding | null>(null);
   const [status, setStatus] = useState('');
   const [reloads, setReloads] = useState(0);
 
   useEffect(() => {
-    api<{ items: Json[] }>('GET', '/bindings').then(
+    api<{ items: Binding[] }>('GET', '/bindings').then(
       (r) => {
-        setRows(r.items.map(toRow));
+        setRows(r.items);
         setError(null);
       },
       (e) => setError(e),
@@ -118,57 +73,60 @@ export function BindingsPage({ session }: { session: Session }) {
               </tr>
             </thead>
             <tbody>
-              {rows.map((b) => (
-                <tr key={b.name} data-binding={b.name}>
-                  <th scope="row">
-                    <span class="nowrap">{b.name}</span>
-                    {b.tokenId && <code class="token-id">{b.tokenId}</code>}
-                  </th>
-                  <td>
-                    {b.actor ?? '—'}
-                    <Chips values={b.scopes} />
-                  </td>
-                  <td>
-                    <span class={`state state-${b.state}`}>{b.state}</span>
-                  </td>
-                  <td>
-                    <ul class="plain">
-                      {b.sinks.map((s) => (
-                        <li key={s}>
-                          <code>{s}</code>
-                        </li>
-                      ))}
-                    </ul>
-                  </td>
-                  <td>
-                    <Time iso={b.expiresAt} />
-                  </td>
-                  <td>
-                    <Time iso={b.nextRotationAt} fallback="not scheduled" />
-                  </td>
-                  <td>
-                    {b.last ? (
-                      <>
-                        <span class={`outcome outcome-${b.last.error ? 'failed' : 'ok'}`}>{b.last.outcome}</span> <Time iso={b.last.at} fallback="" />
-                        {b.last.error && <div class="sub error-text">{b.last.error}</div>}
-                      </>
-                    ) : (
-                      <span class="muted">none yet</span>
-                    )}
-                    {b.rotations !== null && <div class="sub">{b.rotations} rotation{b.rotations === 1 ? '' : 's'} so far</div>}
-                  </td>
-                  <td class="actions">
-                    <button type="button" class="secondary small" aria-label={`Rotation history of binding ${b.name}`} onClick={() => setHistory(b)}>
-                      History
-                    </button>
-                    {canRotate && (
-                      <button type="button" class="secondary small" aria-label={`Rotate binding ${b.name} now`} onClick={() => setConfirm(b)}>
-                        Rotate now
+              {rows.map((b) => {
+                const last = lastOutcome(b);
+                return (
+                  <tr key={b.name} data-binding={b.name}>
+                    <th scope="row">
+                      <span class="nowrap">{b.name}</span>
+                      {b.tokenId && <code class="token-id">{b.tokenId}</code>}
+                    </th>
+                    <td>
+                      {b.actor ?? '—'}
+                      <Chips values={b.scopes} />
+                    </td>
+                    <td>
+                      <span class={`state state-${b.state}`}>{b.state}</span>
+                    </td>
+                    <td>
+                      <ul class="plain">
+                        {b.sinks.map((s) => (
+                          <li key={describeSink(s)}>
+                            <code>{describeSink(s)}</code>
+                          </li>
+                        ))}
+                      </ul>
+                    </td>
+                    <td>
+                      <Time iso={b.expiresAt} />
+                    </td>
+                    <td>
+                      <Time iso={b.nextRotationAt} fallback="not scheduled" />
+                    </td>
+                    <td>
+                      {last ? (
+                        <>
+                          <span class={`outcome outcome-${last.error ? 'failed' : 'ok'}`}>{last.outcome}</span> <Time iso={last.at} fallback="" />
+                          {last.error && <div class="sub error-text">{last.error}</div>}
+                        </>
+                      ) : (
+                        <span class="muted">none yet</span>
+                      )}
+                      <div class="sub">{b.rotations} rotation{b.rotations === 1 ? '' : 's'} so far</div>
+                    </td>
+                    <td class="actions">
+                      <button type="button" class="secondary small" aria-label={`Rotation history of binding ${b.name}`} onClick={() => setHistory(b)}>
+                        History
                       </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
+                      {canRotate && (
+                        <button type="button" class="secondary small" aria-label={`Rotate binding ${b.name} now`} onClick={() => setConfirm(b)}>
+                          Rotate now
+                        </button>
+                      )}
+                    </td>
+                  </tr>
+                );
+              })}
             </tbody>
           </table>
         </div>
@@ -189,7 +147,7 @@ export function BindingsPage({ session }: { session: Session }) {
   );
 }
 
-function RotateDialog(props: { binding: BindingRow; onClose: () => void; onDone: () => void }) {
+function RotateDialog(props: { binding: Binding; onClose: () => void; onDone: () => void }) {
   const [failure, setFailure] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const rotate = async () => {
@@ -222,28 +180,12 @@ function RotateDialog(props: { binding: BindingRow; onClose: () => void; onDone:
   );
 }
 
-/** One rotation as GET /api/v1/bindings/{name}/history returns it (newest first). */
-interface RotationRow {
-  seq: number;
-  reason: string;
-  step: string;
-  oldTokenId: string | null;
-  newTokenId: string | null;
-  startedAt: string;
-  deliveredAt: string | null;
-  confirmedAt: string | null;
-  finishedAt: string | null;
-  attempts: number;
-  lastError: string | null;
-  note: string | null;
-}
-
 /** What each rotation did, step by step: the record an operator checks after "did the rotation go through?". */
-function HistoryDialog(props: { binding: BindingRow; onClose: () => void }) {
-  const [items, setItems] = useState<RotationRow[] | null>(null);
+function HistoryDialog(props: { binding: Binding; onClose: () => void }) {
+  const [items, setItems] = useState<Rotation[] | null>(null);
   const [failure, setFailure] = useState<unknown>(null);
   useEffect(() => {
-    api<{ items: RotationRow[] }>('GET', `/bindings/${encodeURIComponent(props.binding.name)}/history?limit=50`).then((r) => setItems(r.items), setFailure);
+    api<{ items: Rotation[] }>('GET', `/bindings/${encodeURIComponent(props.binding.name)}/history?limit=50`).then((r) => setItems(r.items), setFailure);
   }, [props.binding.name]);
   return (
     <Dialog title={`Rotations of “${props.binding.name}”`} onClose={props.onClose} wide>
