@@ -12,6 +12,8 @@ import { LOG_DIR, rememberSecret, tempDir } from './support/output.js';
 import { freePort, waitFor } from './support/ports.js';
 import { type TestServer, startTestServer } from './support/server.js';
 import { FakeUpstream } from './support/upstream.js';
+import { startKubernetesEmulator } from './support/k8s-emulator.js';
+import { SignJWT } from 'jose';
 
 let up: FakeUpstream;
 let dir: string;
@@ -92,6 +94,35 @@ describe('tokenwarden agent --once (a cron job)', () => {
     expect(res.stderr).toContain('1 binding(s) need attention');
     expect(res.stdout + res.stderr).not.toContain('not-the-password');
     expect(() => readFileSync(join(dir, 'bad.token'))).toThrow();
+  });
+
+  it("follows a user's token from a Kubernetes Secret into a file (seed 002 as a cron job), expiry from the JWT", async () => {
+    const k8s = await startKubernetesEmulator({ namespaces: ['user-alice'] });
+    try {
+      const exp = Math.floor(Date.now() / 1000) + 20 * 60;
+      const token = rememberSecret(await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setExpirationTime(exp).sign(new TextEncoder().encode(`k-${Math.random()}`)));
+      k8s.seed('secrets', { metadata: { name: 'access-token', namespace: 'user-alice' }, stringData: { AUTH_TOKEN: token } });
+      const file = join(dir, 'alice.token');
+      const config = writeConfig('k8s.yaml', {
+        state: { file: join(dir, 'k8s-state.json') },
+        bindings: [{ name: 'alice', source: { kind: 'kubernetes-secret', namespace: 'user-alice', name: 'access-token', key: 'AUTH_TOKEN' }, sinks: [{ kind: 'file', path: file }] }],
+      });
+      const res = await runCli(['agent', '--config', config, '--once'], { KUBECONFIG: k8s.writeKubeconfig({ dir }) });
+      expect(res.code, res.stderr).toBe(0);
+      expect(res.stdout).toContain(`alice\tok\texpires ${new Date(exp * 1000).toISOString()}`);
+      expect(readFileSync(file, 'utf8').trim()).toBe(token);
+      expect(res.stdout + res.stderr).not.toContain(token);
+
+      // The user offboarded: the Secret is gone. Said plainly; the last good token stays in the file.
+      k8s.remove('secrets', 'user-alice', 'access-token');
+      rmSync(join(dir, 'k8s-state.json')); // so the cron run refreshes now rather than at 70% of the token's life
+      const gone = await runCli(['agent', '--config', config, '--once'], { KUBECONFIG: k8s.writeKubeconfig({ dir }) });
+      expect(gone.code).toBe(1);
+      expect(gone.stdout).toContain('Secret user-alice/access-token not found: the user may have been offboarded, or the Secret was renamed');
+      expect(readFileSync(file, 'utf8').trim()).toBe(token);
+    } finally {
+      await k8s.stop();
+    }
   });
 
   it('refuses literal secrets and unknown fields in agent.yaml with exit 2, naming the field', async () => {

@@ -4,12 +4,10 @@ import type { Sink } from '../delivery/sink.js';
 import { createSink } from '../delivery/sinks/index.js';
 import type { Logger } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
-import type { HttpSourceConfig } from '../sources/config.js';
-import { createHttpSource } from '../sources/factory.js';
+import { createSource } from '../sources/factory.js';
 import { RefreshLoop } from '../sources/loop.js';
 import { type RefreshableSource, SourceRefresher } from '../sources/refresher.js';
 import { SealingKey, sealedSlot } from '../sources/sealed-state.js';
-import { loadKubernetesSecretSource } from '../sources/kubernetes-loader.js';
 import type { AgentBindingConfig, AgentConfig } from './config.js';
 import { RemoteMintSource, RemoteTokenwarden } from './remote-mint.js';
 import { AgentStateFile } from './state.js';
@@ -101,9 +99,7 @@ export class TokenAgent {
   private async sourceFor(b: AgentBindingConfig, key: SealingKey | undefined, remote: RemoteTokenwarden | undefined): Promise<RefreshableSource> {
     const deps = { clock: this.clock, logger: this.options.logger, env: this.options.env };
     if (b.mint) return new RemoteMintSource(b.name, b.mint, remote!, this.state.binding(b.name), this.clock);
-    const src = b.source!;
-    if (src.kind === 'kubernetes-secret') return loadKubernetesSecretSource(src, { ...deps, binding: b.name });
-    return createHttpSource(src as unknown as HttpSourceConfig, deps, { slot: key ? sealedSlot(this.state, key, `binding:${b.name}`) : undefined });
+    return createSource(b.source! as Record<string, unknown> & { kind: string }, deps, { slot: key ? sealedSlot(this.state, key, `binding:${b.name}`) : undefined });
   }
 
   /** Cron mode: refresh what is due (or missing), revoke what is past its grace, report. */
