@@ -121,7 +121,7 @@ describe('PostgreSQL store', () => {
       expect(resyncs).toBe(1);
       await store.insertActor(actorRow('bot-a'));
       await store.insertToken(tokenRow('tok000000003', 'bot-a'));
-      const killed = await query(url, `select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'LISTEN ${REVOCATION_CHANNEL}'`);
+      const killed = await query(url, `select pg_terminate_backend(pid) from pg_stat_activity where query ilike 'LISTEN ${REVOCATION_CHANNEL}%'`);
       expect(killed).toHaveLength(1);
       await waitFor(async () => resyncs === 2 && listener.listening, 'the listener to come back', 5000, 20);
       await store.revokeToken('tok000000003', Date.now(), 'admin', null);
