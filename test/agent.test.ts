@@ -76,6 +76,17 @@ describe('tokenwarden agent --once (a cron job)', () => {
     rmSync(join(dir, 'cpd.token'));
     expect((await runCli(['agent', '--config', config, '--once'], env())).code).toBe(0);
     expect(up.issued).toBe(before + 2);
+    const refilled = readFileSync(join(dir, 'cpd.token'), 'utf8').trim();
+    expect(await up.accepts(refilled)).toBe(true);
+    // Overwritten with something else (an old copy restored): refilled too; the state keeps only a fingerprint.
+    writeFileSync(join(dir, 'cpd.token'), `${token}\n`);
+    const drift = await runCli(['agent', '--config', config, '--once'], env());
+    expect(drift.code, drift.stderr).toBe(0);
+    expect(up.issued).toBe(before + 3);
+    expect(readFileSync(join(dir, 'cpd.token'), 'utf8').trim()).not.toBe(token);
+    expect(drift.stderr).toContain('a sink holds another token; refilling it now');
+    expect(JSON.parse(readFileSync(join(dir, 'cron-state.json'), 'utf8')).bindings.cpd.refresh.fingerprint).toMatch(/^up_[\w-]{12}$/);
+    expect(readFileSync(join(dir, 'cron-state.json'), 'utf8')).not.toContain(refilled);
 
     const status = await runCli(['agent', '--config', config, '--status'], env());
     expect(status.code).toBe(0);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import type { DeliveryController } from '../src/delivery/controller.js';
 import { loadKubeConfig } from '../src/kubernetes/client.js';
-import { upstreamTokenId } from '../src/sources/provider.js';
+import { upstreamTokenId } from '../src/token/format.js';
 import { runCli } from './support/cli.js';
 import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
 import { rememberSecret, tempDir } from './support/output.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
 import type { DeliveryController } from '../src/delivery/controller.js';
-import { upstreamTokenId } from '../src/sources/provider.js';
+import { upstreamTokenId } from '../src/token/format.js';
 import { rememberSecret, tempDir } from './support/output.js';
 import { type TestServer, startTestServer } from './support/server.js';
 import { FakeUpstream } from './support/upstream.js';

@@ -74,9 +74,8 @@ export class TokenAgent {
       if (source instanceof RemoteMintSource) this.minters.push(source);
       const closable = source as { close?: () => Promise<void> };
       if (closable.close) this.closers.push(() => closable.close!());
+      // A sink emptied or overwritten behind our back (a deleted file, a new pod's emptyDir) is refilled by the refresher's drift check.
       const initial = bstate.refresh ? { ...bstate.refresh } : undefined;
-      // A sink emptied behind our back (a deleted file, a new pod's emptyDir) is filled now, not at the next refresh.
-      if (initial) for (const sink of sinks) if ((await sink.read().catch(() => null)) === null) initial.nextAttemptAt = 0;
       const refresher = new SourceRefresher({
         binding: b.name,
         source,

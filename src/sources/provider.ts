@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { IssuedToken, SourceProviderFactory, TokenProvider } from '../delivery/provider.js';
 import type { SealedBox } from '../delivery/sealed.js';
@@ -7,6 +6,7 @@ import { problem } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { DbSourceState } from '../store/source-state.js';
+import { upstreamTokenId } from '../token/format.js';
 import type { Store } from '../store/store.js';
 import { checkHttpSource } from './config.js';
 import { type ClosableSource, createSource } from './factory.js';
@@ -121,13 +121,4 @@ class SourceTokenProvider implements TokenProvider {
     const s = await this.source?.catch(() => null);
     await s?.close?.();
   }
-}
-
-/**
- * The controller tracks "the token delivered now" by id. An upstream token has none, so it gets
- * a public fingerprint: `up_` and 12 characters of its SHA-256, enough to see in the API when the
- * upstream token changed, useless for recovering it. It is never looked up among minted tokens.
- */
-export function upstreamTokenId(token: string): string {
-  return `up_${createHash('sha256').update(token).digest('base64url').slice(0, 12)}`;
 }

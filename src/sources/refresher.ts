@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Sink } from '../delivery/sink.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
-import { redactTokens } from '../token/format.js';
+import { redactTokens, upstreamTokenId } from '../token/format.js';
 import { DEFAULT_REFRESH_POLICY, type Random, type RefreshPolicy, nextRefreshAt, retryDelay } from './schedule.js';
 import { SecretRefError } from './secret-ref.js';
 import type { Source } from './source.js';
@@ -12,6 +12,8 @@ import { UpstreamError } from './upstream-http.js';
 export interface RefreshState {
   /** Expiry of the token now in the sinks (epoch ms). */
   expiresAt?: number;
+  /** Public fingerprint (`up_…`) of the token now in the sinks, to notice a sink changed behind our back. */
+  fingerprint?: string;
   fetchedAt?: number;
   nextAttemptAt: number;
   /** Consecutive failed attempts. */
@@ -43,6 +45,8 @@ export interface RefresherOptions {
   initial?: RefreshState;
   /** Called after every attempt, to persist or publish the state. */
   onState?: (state: RefreshState) => void | Promise<void>;
+  /** How often the sinks are read back between refreshes (default 1 minute; 0 never). */
+  driftCheckMs?: number;
 }
 
 /**
@@ -55,6 +59,7 @@ export class SourceRefresher {
   readonly policy: RefreshPolicy;
   private current: RefreshState;
   private inFlight: Promise<boolean> | null = null;
+  private lastDriftCheck = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: RefresherOptions) {
     this.binding = options.binding;
@@ -76,8 +81,34 @@ export class SourceRefresher {
     return this.options.clock.now() >= this.current.nextAttemptAt;
   }
 
+  /** Refreshes when the schedule says so, or at once when a sink lost its token or holds another one. */
   async runIfDue(): Promise<boolean | undefined> {
-    return this.isDue() ? this.refresh() : undefined;
+    if (this.isDue() || (await this.drifted())) return this.refresh();
+    return undefined;
+  }
+
+  /**
+   * Reads the sinks back (at most every `driftCheckMs`): a token file deleted by hand or a Secret
+   * restored from an old backup is refilled now rather than at the next scheduled refresh. A sink
+   * that cannot be read is left to the next write to report.
+   */
+  private async drifted(): Promise<boolean> {
+    const { clock, sinks, logger, metrics } = this.options;
+    const every = this.options.driftCheckMs ?? 60_000;
+    const now = clock.now();
+    // Before the first delivery the schedule already says "now".
+    if (!every || this.current.lastSuccessAt === undefined || now - this.lastDriftCheck < every) return false;
+    this.lastDriftCheck = now;
+    for (const sink of sinks) {
+      const held = await sink.read().catch(() => undefined);
+      if (held === undefined) continue;
+      // A state file from before fingerprints were kept can only tell a missing token.
+      if (held !== null && (this.current.fingerprint === undefined || upstreamTokenId(held) === this.current.fingerprint)) continue;
+      logger.warn({ binding: this.binding, sink: sink.describe }, held === null ? 'a sink lost its token; refilling it now' : 'a sink holds another token; refilling it now');
+      metrics?.sinkDrift.labels(this.binding).inc();
+      return true;
+    }
+    return false;
   }
 
   /** One attempt now. Returns whether a fresh token reached every sink. Concurrent calls share the attempt. */
@@ -117,6 +148,7 @@ export class SourceRefresher {
       const now = clock.now();
       this.current = {
         expiresAt: fetched.expiresAt,
+        fingerprint: upstreamTokenId(fetched.token),
         fetchedAt: now,
         nextAttemptAt: nextRefreshAt(now, fetched.expiresAt, this.policy, this.options.random),
         failures: 0,

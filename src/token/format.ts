@@ -112,3 +112,12 @@ export function secretMatches(secret: string, storedHash: string): boolean {
 export function redactTokens(text: string): string {
   return text.replace(TOKEN_PATTERN, (match) => `${match.slice(0, TOKEN_PREFIX.length + ID_LENGTH)}_[REDACTED]`);
 }
+
+/**
+ * The controller tracks "the token delivered now" by id. An upstream token has none, so it gets
+ * a public fingerprint: `up_` and 12 characters of its SHA-256, enough to see in the API when the
+ * upstream token changed, useless for recovering it. It is never looked up among minted tokens.
+ */
+export function upstreamTokenId(token: string): string {
+  return `up_${hash('sha256', token, 'base64url').slice(0, 12)}`;
+}
