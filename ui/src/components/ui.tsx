@@ -1,5 +1,5 @@
 import type { ComponentChildren, Ref } from 'preact';
-import { useEffect, useId, useRef } from 'preact/hooks';
+import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { ApiError } from '../api.js';
 import { fromNow, when } from '../format.js';
 
@@ -205,4 +205,40 @@ export function showFieldErrors(err: unknown, order: [field: string, elementId: 
 export function focusFirstError(order: [field: string, elementId: string][], errors: Record<string, string | undefined>): void {
   const first = order.find(([field]) => errors[field]);
   if (first) requestAnimationFrame(() => document.getElementById(first[1])?.focus());
+}
+
+/**
+ * A dialog's one request: `busy` while it runs (the submit button says so and is disabled), and
+ * its failure for an ErrorNotice, unless `handled` (e.g. showFieldErrors) took care of it.
+ * `setFailure` is for what fails outside the action (loading the form's choices, say).
+ */
+export function useAction() {
+  const [busy, setBusy] = useState(false);
+  const [failure, setFailure] = useState<unknown>(null);
+  const run = async (work: () => Promise<void>, handled?: (err: unknown) => boolean): Promise<void> => {
+    setBusy(true);
+    setFailure(null);
+    try {
+      await work();
+    } catch (err) {
+      if (!handled?.(err)) setFailure(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return { busy, failure, setFailure, run };
+}
+
+/** Cancel and the dialog's action, in that order. Without `onAct` the action submits the dialog's form. */
+export function DialogButtons(props: { onCancel: () => void; busy: boolean; label: string; busyLabel: string; danger?: boolean; focusCancel?: boolean; onAct?: () => void }) {
+  return (
+    <div class="buttons">
+      <button type="button" class="secondary" onClick={props.onCancel} autoFocus={props.focusCancel}>
+        Cancel
+      </button>
+      <button type={props.onAct ? 'button' : 'submit'} class={props.danger ? 'danger' : undefined} onClick={props.onAct} disabled={props.busy}>
+        {props.busy ? props.busyLabel : props.label}
+      </button>
+    </div>
+  );
 }

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { type Binding, type Rotation, api } from '../api.js';
 import type { Session } from '../app.js';
-import { Chips, Dialog, ErrorNotice, Time } from '../components/ui.js';
+import { Chips, Dialog, DialogButtons, ErrorNotice, Time, useAction } from '../components/ui.js';
 import { PERMISSIONS } from '../rules.js';
 
 type Sink = Binding['sinks'][number];
@@ -148,34 +148,19 @@ export function BindingsPage({ session }: { session: Session }) {
 }
 
 function RotateDialog(props: { binding: Binding; onClose: () => void; onDone: () => void }) {
-  const [failure, setFailure] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const rotate = async () => {
-    setBusy(true);
-    setFailure(null);
-    try {
+  const { busy, failure, run } = useAction();
+  const rotate = () =>
+    run(async () => {
       await api('POST', `/bindings/${encodeURIComponent(props.binding.name)}/rotate`, {});
       props.onDone();
-    } catch (err) {
-      setFailure(err);
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
   return (
     <Dialog title={`Rotate “${props.binding.name}” now?`} onClose={props.onClose}>
       <p>
         tokenwarden mints a new token, delivers it to every sink, confirms it, and revokes the current one after the grace period. Consumers keep working throughout.
       </p>
       <ErrorNotice error={failure} />
-      <div class="buttons">
-        <button type="button" class="secondary" onClick={props.onClose} autoFocus>
-          Cancel
-        </button>
-        <button type="button" onClick={rotate} disabled={busy}>
-          {busy ? 'Starting…' : 'Rotate now'}
-        </button>
-      </div>
+      <DialogButtons onCancel={props.onClose} busy={busy} label="Rotate now" busyLabel="Starting…" focusCancel onAct={rotate} />
     </Dialog>
   );
 }

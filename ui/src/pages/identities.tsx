@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { type Actor, ApiError, type Role, api } from '../api.js';
 import type { Session } from '../app.js';
-import { CheckboxGroup, Chips, Dialog, ErrorNotice, TextField, Time, focusFirstError, showFieldErrors } from '../components/ui.js';
+import { CheckboxGroup, Chips, Dialog, DialogButtons, ErrorNotice, TextField, Time, focusFirstError, showFieldErrors, useAction } from '../components/ui.js';
 import { ACTOR_NAME, PERMISSIONS, SERVICE_PREFIX } from '../rules.js';
 
 type Open = { kind: 'create' } | { kind: 'roles'; actor: Actor } | null;
@@ -152,8 +152,7 @@ function CreateIdentityDialog(props: { roles: Role[]; onClose: () => void; onCre
   const [description, setDescription] = useState('');
   const [roles, setRoles] = useState<string[]>([]);
   const [errors, setErrors] = useState<Record<string, string | undefined>>({});
-  const [failure, setFailure] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, failure, setFailure, run } = useAction();
 
   const order: [string, string][] = [
     ['kind', 'id-kind-service'],
@@ -168,16 +167,10 @@ function CreateIdentityDialog(props: { roles: Role[]; onClose: () => void; onCre
     const found = { name: nameProblem(name.trim(), kind) };
     setErrors(found);
     if (found.name) return focusFirstError(order, found);
-    setBusy(true);
-    try {
-      props.onCreated(
-        await api<Actor>('POST', '/actors', { name: name.trim(), kind, roles, ...(description.trim() ? { description: description.trim() } : {}) }),
-      );
-    } catch (err) {
-      if (!showFieldErrors(err, order, setErrors)) setFailure(err);
-    } finally {
-      setBusy(false);
-    }
+    await run(
+      async () => props.onCreated(await api<Actor>('POST', '/actors', { name: name.trim(), kind, roles, ...(description.trim() ? { description: description.trim() } : {}) })),
+      (err) => showFieldErrors(err, order, setErrors),
+    );
   };
 
   return (
@@ -244,14 +237,7 @@ function CreateIdentityDialog(props: { roles: Role[]; onClose: () => void; onCre
           hint="An identity holds the scopes of its roles. metrics-read is enough for a Prometheus scrape."
         />
         <ErrorNotice error={failure} />
-        <div class="buttons">
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" disabled={busy}>
-            {busy ? 'Creating…' : 'Create identity'}
-          </button>
-        </div>
+        <DialogButtons onCancel={props.onClose} busy={busy} label="Create identity" busyLabel="Creating…" />
       </form>
     </Dialog>
   );
@@ -260,22 +246,18 @@ function CreateIdentityDialog(props: { roles: Role[]; onClose: () => void; onCre
 function RolesDialog(props: { actor: Actor; roles: Role[]; onClose: () => void; onSaved: (a: Actor) => void }) {
   const [roles, setRoles] = useState<string[]>(props.actor.roles);
   const [error, setError] = useState<string | undefined>();
-  const [failure, setFailure] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: Event) => {
+  const { busy, failure, run } = useAction();
+  const submit = (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setFailure(null);
     setError(undefined);
-    try {
-      props.onSaved(await api<Actor>('PATCH', `/actors/${encodeURIComponent(props.actor.name)}`, { roles }));
-    } catch (err) {
-      const field = err instanceof ApiError ? err.fieldErrors.roles : undefined;
-      if (field) setError(field);
-      else setFailure(err);
-    } finally {
-      setBusy(false);
-    }
+    return run(
+      async () => props.onSaved(await api<Actor>('PATCH', `/actors/${encodeURIComponent(props.actor.name)}`, { roles })),
+      (err) => {
+        const field = err instanceof ApiError ? err.fieldErrors.roles : undefined;
+        if (field) setError(field);
+        return field !== undefined;
+      },
+    );
   };
   return (
     <Dialog title={`Roles of ${props.actor.name}`} onClose={props.onClose}>
@@ -290,14 +272,7 @@ function RolesDialog(props: { actor: Actor; roles: Role[]; onClose: () => void; 
           hint="The identity's tokens carry only scopes the identity still holds: removing a role takes its scopes away from them."
         />
         <ErrorNotice error={failure} />
-        <div class="buttons">
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" disabled={busy}>
-            {busy ? 'Saving…' : 'Save roles'}
-          </button>
-        </div>
+        <DialogButtons onCancel={props.onClose} busy={busy} label="Save roles" busyLabel="Saving…" />
       </form>
     </Dialog>
   );

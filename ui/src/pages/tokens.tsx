@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { type Actor, type CreatedToken, type Scope, type Token, type TokenState, api, query } from '../api.js';
 import type { Session } from '../app.js';
-import { CheckboxGroup, Chips, Dialog, ErrorNotice, Field, TextField, Time, focusFirstError, showFieldErrors } from '../components/ui.js';
+import { CheckboxGroup, Chips, Dialog, DialogButtons, ErrorNotice, Field, TextField, Time, focusFirstError, showFieldErrors, useAction } from '../components/ui.js';
 import { client, fromNow, when } from '../format.js';
 import { EXPIRY_WARNING_MS, PERMISSIONS, parseDuration } from '../rules.js';
 
@@ -264,8 +264,7 @@ function CreateTokenDialog(props: { session: Session; actors: Actor[]; onClose: 
   const [grantable, setGrantable] = useState<string[] | null>(null);
   const [descriptions, setDescriptions] = useState<Record<string, string>>({});
   const [errors, setErrors] = useState<Record<string, string | undefined>>({});
-  const [failure, setFailure] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, failure, setFailure, run } = useAction();
 
   useEffect(() => {
     api<{ items: Scope[] }>('GET', '/scopes').then((r) => setDescriptions(Object.fromEntries(r.items.map((s) => [s.name, s.description]))), () => {});
@@ -312,20 +311,18 @@ function CreateTokenDialog(props: { session: Session; actors: Actor[]; onClose: 
     const found = validate();
     setErrors(found);
     if (Object.values(found).some(Boolean)) return focusFirstError(order, found);
-    setBusy(true);
-    try {
-      const created = await api<CreatedToken>('POST', '/tokens', {
-        ...(owner !== self ? { actor: owner } : {}),
-        name: name.trim(),
-        scopes,
-        expiresIn: expiry === 'custom' ? custom.trim() : expiry,
-      });
-      props.onCreated(created);
-    } catch (err) {
-      if (!showFieldErrors(err, order, setErrors)) setFailure(err);
-    } finally {
-      setBusy(false);
-    }
+    await run(
+      async () => {
+        const created = await api<CreatedToken>('POST', '/tokens', {
+          ...(owner !== self ? { actor: owner } : {}),
+          name: name.trim(),
+          scopes,
+          expiresIn: expiry === 'custom' ? custom.trim() : expiry,
+        });
+        props.onCreated(created);
+      },
+      (err) => showFieldErrors(err, order, setErrors),
+    );
   };
 
   const owners = useMemo(() => {
@@ -383,14 +380,7 @@ function CreateTokenDialog(props: { session: Session; actors: Actor[]; onClose: 
           )}
         </div>
         <ErrorNotice error={failure} />
-        <div class="buttons">
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" disabled={busy}>
-            {busy ? 'Creating…' : 'Create token'}
-          </button>
-        </div>
+        <DialogButtons onCancel={props.onClose} busy={busy} label="Create token" busyLabel="Creating…" />
       </form>
     </Dialog>
   );
@@ -473,20 +463,11 @@ function ShownOnceDialog(props: { created: CreatedToken; replaced?: Token; onClo
 
 function RevokeDialog(props: { token: Token; onClose: () => void; onRevoked: (t: Token) => void }) {
   const [reason, setReason] = useState('');
-  const [failure, setFailure] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, failure, run } = useAction();
   const t = props.token;
-  const submit = async (e: Event) => {
+  const submit = (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setFailure(null);
-    try {
-      props.onRevoked(await api<Token>('POST', `/tokens/${encodeURIComponent(t.id)}/revoke`, reason.trim() ? { reason: reason.trim() } : {}));
-    } catch (err) {
-      setFailure(err);
-    } finally {
-      setBusy(false);
-    }
+    return run(async () => props.onRevoked(await api<Token>('POST', `/tokens/${encodeURIComponent(t.id)}/revoke`, reason.trim() ? { reason: reason.trim() } : {})));
   };
   return (
     <Dialog title={`Revoke token “${t.name}”?`} onClose={props.onClose} alert>
@@ -501,14 +482,7 @@ function RevokeDialog(props: { token: Token; onClose: () => void; onRevoked: (t:
         )}
         <TextField id="revoke-reason" label="Reason (optional, goes to the audit log)" value={reason} onInput={setReason} placeholder="unused for 90 days" />
         <ErrorNotice error={failure} />
-        <div class="buttons">
-          <button type="button" class="secondary" onClick={props.onClose} autoFocus>
-            Cancel
-          </button>
-          <button type="submit" class="danger" disabled={busy}>
-            {busy ? 'Revoking…' : 'Revoke token'}
-          </button>
-        </div>
+        <DialogButtons onCancel={props.onClose} busy={busy} label="Revoke token" busyLabel="Revoking…" danger focusCancel />
       </form>
     </Dialog>
   );
@@ -516,20 +490,11 @@ function RevokeDialog(props: { token: Token; onClose: () => void; onRevoked: (t:
 
 function ReplaceDialog(props: { token: Token; onClose: () => void; onReplaced: (t: CreatedToken) => void }) {
   const [grace, setGrace] = useState('0');
-  const [failure, setFailure] = useState<unknown>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, failure, run } = useAction();
   const t = props.token;
-  const submit = async (e: Event) => {
+  const submit = (e: Event) => {
     e.preventDefault();
-    setBusy(true);
-    setFailure(null);
-    try {
-      props.onReplaced(await api<CreatedToken>('POST', `/tokens/${encodeURIComponent(t.id)}/replace`, grace === '0' ? {} : { grace }));
-    } catch (err) {
-      setFailure(err);
-    } finally {
-      setBusy(false);
-    }
+    return run(async () => props.onReplaced(await api<CreatedToken>('POST', `/tokens/${encodeURIComponent(t.id)}/replace`, grace === '0' ? {} : { grace })));
   };
   return (
     <Dialog title={`Replace token “${t.name}”`} onClose={props.onClose}>
@@ -548,14 +513,7 @@ function ReplaceDialog(props: { token: Token; onClose: () => void; onReplaced: (
           )}
         </Field>
         <ErrorNotice error={failure} />
-        <div class="buttons">
-          <button type="button" class="secondary" onClick={props.onClose}>
-            Cancel
-          </button>
-          <button type="submit" disabled={busy}>
-            {busy ? 'Replacing…' : 'Mint successor'}
-          </button>
-        </div>
+        <DialogButtons onCancel={props.onClose} busy={busy} label="Mint successor" busyLabel="Replacing…" />
       </form>
     </Dialog>
   );
