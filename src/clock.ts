@@ -36,3 +36,8 @@ export function formatDuration(ms: number): string {
   if (abs >= 60_000) return `${Math.round(ms / 60_000)}m`;
   return `${Math.round(ms / 1000)}s`;
 }
+
+/** Epoch milliseconds as the API and notices show them (ISO 8601, UTC); null stays null. */
+export function iso(ms: number | null | undefined): string | null {
+  return ms === null || ms === undefined ? null : new Date(ms).toISOString();
+}

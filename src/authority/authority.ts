@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../clock.js';
+import { type Clock, iso } from '../clock.js';
 import { Problem, problem } from '../errors.js';
 import type { AuditFilter, AuditRow, Store } from '../store/store.js';
 import type { ActorTable, RoleTable, TokenTable } from '../store/schema.js';
@@ -97,7 +97,6 @@ export interface CreatedToken {
   plaintext: string;
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 const parseList = (json: string): string[] => JSON.parse(json) as string[];
 
 export class Authority {

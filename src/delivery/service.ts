@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Authority, type Principal } from '../authority/authority.js';
 import { PERMISSIONS } from '../authority/catalogue.js';
 import type { BindingSpec } from '../config/binding-schema.js';
-import type { Clock } from '../clock.js';
+import { type Clock, iso } from '../clock.js';
 import { Problem, problem } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { BindingQueries, type BindingTable, type RotationTable } from '../store/bindings.js';
@@ -10,8 +10,6 @@ import type { Store } from '../store/store.js';
 import { CONTROLLER_PRINCIPAL, type SourceProviderFactory } from './provider.js';
 import { type SinkDeps, createSink, describeSink } from './sinks/index.js';
 import { type BindingRecord, isHealthy, nextRotationAt, normalizeSpec, specHash, toRecord, tokenShape } from './spec.js';
-
-const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
 export interface BindingView {
   name: string;

@@ -3,8 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { PERMISSIONS } from '../authority/catalogue.js';
 import { Problem } from '../errors.js';
 import type { AppContext } from '../http/context.js';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+import { iso } from '../clock.js';
 
 const NoticeView = T.Object({
   id: T.String(),

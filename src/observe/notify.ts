@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Clock, formatDuration, parseDuration } from '../clock.js';
+import { type Clock, formatDuration, iso, parseDuration } from '../clock.js';
 import type { ServerConfig } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { NotificationStore, type NotificationRow } from '../store/notifications.js';
@@ -59,8 +59,6 @@ export function resolveNotifySettings(config: ServerConfig['notifications'] | un
     retryBackoffMs: Math.max(d(config.retryBackoff, '30s'), 100),
   };
 }
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 function tokenFacts(t: LiveTokenRow, now: number) {
   return {

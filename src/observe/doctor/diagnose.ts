@@ -1,5 +1,5 @@
 import { type TokenState, tokenState } from '../../authority/authority.js';
-import { formatDuration } from '../../clock.js';
+import { formatDuration, iso } from '../../clock.js';
 import { BindingQueries } from '../../store/bindings.js';
 import type { Store } from '../../store/store.js';
 import { type ParseFailure, TOKEN_PREFIX, describeParseFailure, parseToken, secretMatches } from '../../token/format.js';
@@ -42,7 +42,6 @@ export interface DiagnoseInput {
   satisfy?: 'all' | 'any';
 }
 
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const SCHEME = /^\s*(?:authorization\s*:\s*)?(bearer|token|basic|apikey)\s+/i;
 
 /** Shows a token by its public id only: `twd_<id>_…`. */
