@@ -1,4 +1,4 @@
-import type { RestartTargetT, SinkSpecT } from '../../config/binding-schema.js';
+import { type RestartTargetT, SinkSpec, type SinkSpecT } from '../../config/binding-schema.js';
 import type { Clock } from '../../clock.js';
 import type { Logger } from '../../observe/log.js';
 import { kubeAccess } from '../../kubernetes/lazy.js';
@@ -13,8 +13,8 @@ export interface SinkDeps {
   kubernetes?: unknown;
 }
 
-/** Every sink kind, as the `sink` label of the sink metrics names them. */
-export const SINK_KINDS: readonly SinkSpecT['kind'][] = ['file', 'kubernetes-secret'];
+/** Every sink kind the schema allows, as the `sink` label of the sink metrics names them. */
+export const SINK_KINDS: readonly SinkSpecT['kind'][] = SinkSpec.anyOf.map((s) => s.properties.kind.const);
 
 /** Picks the sink implementation by kind. The Kubernetes client is loaded on first use only: a process with file sinks never pays for it. */
 export async function createSink(spec: SinkSpecT, deps: SinkDeps, binding?: string): Promise<Sink> {
