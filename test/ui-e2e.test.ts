@@ -248,6 +248,7 @@ describe('web UI', () => {
     expect(await cell.textContent()).toMatch(/in 2 days.*expires soon/);
     expect(await page.locator(`tr[data-token-id="${scraper.id}"] td.expiring`).count()).toBe(0);
     await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByText('needs the scope audit.read').waitFor();
     expect(await page.getByText('needs the scope audit.read').count()).toBe(1);
   });
 
@@ -347,7 +348,8 @@ describe('web UI', () => {
     // the navigation is reachable and marks the current page
     await page.getByRole('link', { name: 'Audit log' }).focus();
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.evaluate('document.activeElement?.textContent')).toBe('Audit log');
+    // The link itself reads "Audit log" too: wait for the page's heading to take the focus.
+    await expect.poll(() => page.evaluate("document.activeElement?.tagName + ' ' + document.activeElement?.textContent")).toBe('H1 Audit log');
     expect(await page.getByRole('link', { name: 'Audit log' }).getAttribute('aria-current')).toBe('page');
   });
 
@@ -355,6 +357,9 @@ describe('web UI', () => {
     const own = await mintFor(s, 'bot-ui-lost', ['metrics.read']);
     const watch = await openPage();
     await signIn(own.token);
+    // The page's first list request must be answered before the revoke, or that request is
+    // the one refused and the sign-out comes before the filter change this test makes.
+    await page.locator(`tr[data-token-id="${own.id}"]`).waitFor();
     await s.api('DELETE', `/api/v1/tokens/${own.id}`);
     watch.expectHttpError(401, /^\/api\/v1\/tokens$/);
     await page.getByLabel('State').selectOption('expired');
