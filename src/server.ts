@@ -18,7 +18,8 @@ import { Store } from './store/store.js';
 import { RevocationWatch } from './verify/revocation-watch.js';
 import { RevocationListener } from './store/pg-notify.js';
 import { withStartupLock } from './store/startup-lock.js';
-import { type FailureReason, Verifier, verifierOptions } from './verify/verifier.js';
+import { VERIFY_RESULTS, Verifier, verifierOptions } from './verify/verifier.js';
+import { ForwardAuthListener } from './http/forward-auth-listener.js';
 
 export interface Tokenwarden {
   app: FastifyInstance;
@@ -26,6 +27,9 @@ export interface Tokenwarden {
   /** Set on the first start only: the first admin credential. */
   bootstrap: CreatedToken | null;
   url: string;
+  /** The `authListen:` listener, when one is configured. */
+  authListener?: ForwardAuthListener;
+  authUrl?: string;
   close(): Promise<void>;
 }
 
@@ -38,10 +42,6 @@ export interface StartOptions {
   delivery?: DeliveryOptions;
   listen?: boolean;
 }
-
-const RESULTS: (FailureReason | 'ok' | 'insufficient_scope')[] = [
-  'ok', 'missing', 'malformed', 'unknown', 'expired', 'revoked', 'disabled', 'insufficient_scope', 'rate_limited',
-];
 
 /** The composition root: store → authority → verifier → HTTP. */
 export async function startTokenwarden(config: ResolvedConfig, options: StartOptions = {}): Promise<Tokenwarden> {
@@ -68,20 +68,32 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   );
   const metrics = new Metrics();
   attachStoreGauges(metrics, store, clock, logger);
-  const byResult = Object.fromEntries(RESULTS.map((r) => [r, metrics.verifications.labels(r)]));
+  const byResult = Object.fromEntries(VERIFY_RESULTS.map((r) => [r, metrics.verifications.labels(r)]));
   // Every result starts at 0, so rate() and increase() in alert rules see the first failure.
-  for (const r of RESULTS) metrics.verifications.inc({ result: r }, 0);
+  for (const r of VERIFY_RESULTS) metrics.verifications.inc({ result: r }, 0);
   verifier.onResult = (r) => byResult[r]?.inc();
   verifier.lastUse.start();
-  const watch = new RevocationWatch(store, verifier, () => Date.now());
+  // What this process learns of other replicas' revocations and grant changes reaches every verifier in it.
+  let authListener: ForwardAuthListener | undefined;
+  const everyVerifier = {
+    markRevoked(id: string) {
+      verifier.markRevoked(id);
+      authListener?.markRevoked(id);
+    },
+    invalidateActor(id: string) {
+      verifier.invalidateActor(id);
+      authListener?.invalidateActor(id);
+    },
+  };
+  const watch = new RevocationWatch(store, everyVerifier, () => Date.now());
   await watch.start();
   // Several replicas share PostgreSQL: a revocation or a change of grants reaches every cache at once; the poll above reconciles revocations.
   const fanout =
     store.engine === 'postgres'
       ? new RevocationListener({
           url: config.store.url,
-          onRevoked: (id) => verifier.markRevoked(id),
-          onGrantsChanged: (actorId) => verifier.invalidateActor(actorId),
+          onRevoked: (id) => everyVerifier.markRevoked(id),
+          onGrantsChanged: (actorId) => everyVerifier.invalidateActor(actorId),
           onResync: () => watch.check(),
           logger,
         })
@@ -105,33 +117,36 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const readyBefore = ctx.ready;
   ctx.ready = async () => {
     await readyBefore?.();
-    const health = delivery.controller.health();
-    if (!health.ok) throw new Error(health.detail);
+    for (const health of [delivery.controller.health(), authListener?.health() ?? { ok: true as const }]) {
+      if (!health.ok) throw new Error(health.detail);
+    }
   };
   const app = await buildApp(ctx);
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await delivery.stop();
+    watch.stop();
+    await notifier?.stop();
+    await fanout?.stop();
+    await authListener?.close();
+    await app.close();
+    await verifier.lastUse.stop();
+    await store.close();
+  };
   let url = '';
-  if (options.listen !== false) {
-    url = await app.listen({ host: config.listen.host, port: config.listen.port });
-    if (config.tls) url = url.replace(/^http:/, 'https:');
+  try {
+    if (options.listen !== false) {
+      url = await app.listen({ host: config.listen.host, port: config.listen.port });
+      if (config.tls) url = url.replace(/^http:/, 'https:');
+      authListener = await ForwardAuthListener.start(config, { metrics, logger, events: authority.events });
+    }
+  } catch (err) {
+    await close();
+    throw err;
   }
   notifier?.start();
   delivery.start();
-  let closed = false;
-  return {
-    app,
-    ctx,
-    bootstrap,
-    url,
-    async close() {
-      if (closed) return;
-      closed = true;
-      await delivery.stop();
-      watch.stop();
-      await notifier?.stop();
-      await fanout?.stop();
-      await app.close();
-      await verifier.lastUse.stop();
-      await store.close();
-    },
-  };
+  return { app, ctx, bootstrap, url, authListener, authUrl: authListener?.url, close };
 }

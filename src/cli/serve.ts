@@ -23,6 +23,7 @@ export function registerServe(program: Command): void {
       if (tw.bootstrap && file) writeFileSync(file, `${tw.bootstrap.plaintext}\n`, { mode: 0o600 });
       out.write(`tokenwarden is listening on ${tw.url}\n`);
       out.write(`web UI: ${tw.url}/ui/   API: ${tw.url}/api/v1 (OpenAPI at /api/v1/openapi.json)\n`);
+      if (tw.authUrl) out.write(`forward auth only (authListen): ${tw.authUrl}/auth\n`);
       out.write(`data: ${tw.ctx.store.location} (${tw.ctx.store.engine})\n`);
       if (tw.bootstrap && file) {
         out.write(`first admin token written to ${file} (mode 0600); it is not shown again\n`);

@@ -15,6 +15,15 @@ export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms
 export const ServerConfigSchema = T.Object(
   {
     listen: T.Object({ host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }) }, { default: {} }),
+    authListen: T.Optional(
+      T.Object(
+        { host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535 }) },
+        {
+          additionalProperties: false,
+          description: 'a second listener serving only GET /auth, in a thread of its own: the fastest forward-auth check (docs/forward-auth.md)',
+        },
+      ),
+    ),
     store: T.Object({ url: T.String({ default: '.data/tokenwarden.db', description: 'a SQLite file path, or postgres://…' }) }, { default: {} }),
     tokens: T.Object(
       {
@@ -105,6 +114,8 @@ export class ConfigError extends Error {
 const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
   TOKENWARDEN_LISTEN_HOST: ['listen', 'host', 'string'],
   TOKENWARDEN_LISTEN_PORT: ['listen', 'port', 'int'],
+  TOKENWARDEN_AUTH_LISTEN_HOST: ['authListen', 'host', 'string'],
+  TOKENWARDEN_AUTH_LISTEN_PORT: ['authListen', 'port', 'int'],
   TOKENWARDEN_STORE_URL: ['store', 'url', 'string'],
   TOKENWARDEN_MAX_TOKEN_LIFETIME: ['tokens', 'maxLifetime', 'string'],
   TOKENWARDEN_DEFAULT_TOKEN_LIFETIME: ['tokens', 'defaultLifetime', 'string'],

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { VERIFY_RESULTS } from '../verify/verifier.js';
 
 /**
  * tokenwarden's own metrics. Labels come from small fixed sets or from public ids and
@@ -11,6 +12,7 @@ export class Metrics {
     help: 'Token verifications by result (ok, missing, malformed, unknown, expired, revoked, disabled, insufficient_scope, rate_limited)',
     labelNames: ['result'] as const,
     registers: [this.registry],
+    collect: () => this.foldVerificationCounts(),
   });
   readonly httpDuration = new Histogram({
     name: 'tokenwarden_http_request_duration_seconds',
@@ -98,6 +100,21 @@ export class Metrics {
     labelNames: ['kind', 'outcome'] as const,
     registers: [this.registry],
   });
+
+  private readonly verificationCounts: (() => number[])[] = [];
+
+  /** Verifications counted elsewhere (the auth listener's thread), as counts per VERIFY_RESULTS entry since the last read. */
+  addVerificationCounts(read: () => number[]): void {
+    this.verificationCounts.push(read);
+  }
+
+  private foldVerificationCounts(): void {
+    for (const read of this.verificationCounts) {
+      read().forEach((n, i) => {
+        if (n > 0) this.verifications.inc({ result: VERIFY_RESULTS[i]! }, n);
+      });
+    }
+  }
 
   private readonly collectors: (() => Promise<void>)[] = [];
   private collecting: Promise<void> | undefined;

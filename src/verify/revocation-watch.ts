@@ -12,7 +12,7 @@ export class RevocationWatch {
 
   constructor(
     private readonly store: Store,
-    private readonly verifier: Verifier,
+    private readonly verifier: Pick<Verifier, 'markRevoked'>,
     private readonly nowMs: () => number,
   ) {}
 

@@ -22,6 +22,12 @@ type ParsedOk = Extract<ReturnType<typeof parseToken>, { ok: true }>;
 
 export type FailureReason = 'missing' | 'malformed' | 'unknown' | 'expired' | 'revoked' | 'disabled' | 'rate_limited';
 
+/** Every result a check can end in: the values of the `result` label of tokenwarden_verifications_total. */
+export const VERIFY_RESULTS = [
+  'ok', 'missing', 'malformed', 'unknown', 'expired', 'revoked', 'disabled', 'insufficient_scope', 'rate_limited',
+] as const satisfies readonly (FailureReason | 'ok' | 'insufficient_scope')[];
+export type VerifyResult = (typeof VERIFY_RESULTS)[number];
+
 export type Verification =
   | { ok: true; identity: Identity }
   | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure };
@@ -69,7 +75,7 @@ export class Verifier {
   readonly limiter: FailureLimiter;
   readonly lastUse: LastUseRecorder;
   /** Called on every decision, for metrics; kept synchronous and cheap. */
-  onResult: (result: 'ok' | FailureReason | 'insufficient_scope') => void = () => undefined;
+  onResult: (result: VerifyResult) => void = () => undefined;
 
   constructor(
     private readonly store: Store,
