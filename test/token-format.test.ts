@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TOKEN_LENGTH, TOKEN_PATTERN, hashSecret, mintToken, parseToken, redactTokens, secretMatches } from '../src/token/format.js';
+import { TOKEN_LENGTH, TOKEN_PATTERN, hashSecret, isSameToken, mintToken, parseToken, peekId, redactTokens, secretMatches } from '../src/token/format.js';
 
 describe('token format', () => {
   it('round-trips: a minted token parses back to its id and a secret matching the stored hash', () => {
@@ -13,6 +13,23 @@ describe('token format', () => {
     expect(secretMatches(parsed.secret, t.secretHash)).toBe(true);
     expect(t.secretHash).toBe(hashSecret(parsed.secret));
     expect(t.secretHash).not.toContain(parsed.secret);
+  });
+
+  it('recognises a token parsed before by its id, checksum and secret hash alone, and nothing else', () => {
+    const t = mintToken();
+    const parsed = parseToken(t.plaintext);
+    if (!parsed.ok) throw new Error('does not parse');
+    expect(peekId(t.plaintext)).toBe(t.id);
+    const known = { checksum: parsed.checksum, hash: t.secretHash };
+    expect(isSameToken(t.plaintext, known)).toBe(true);
+    for (let i = 17; i < t.plaintext.length; i++) {
+      const c = t.plaintext[i] === 'a' ? 'b' : 'a';
+      expect(isSameToken(t.plaintext.slice(0, i) + c + t.plaintext.slice(i + 1), known), `position ${i}`).toBe(false);
+    }
+    expect(isSameToken(mintToken(t.id).plaintext, known)).toBe(false); // same id, another secret
+    for (const shape of [undefined, '', 'twd_', `${t.plaintext}x`, t.plaintext.slice(1), `xwd_${t.plaintext.slice(4)}`, t.plaintext.replace(/^(twd_.{12})_/, '$1-')]) {
+      expect(peekId(shape)).toBeUndefined();
+    }
   });
 
   it('carries at least 256 bits of secret and never repeats', () => {

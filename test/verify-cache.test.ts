@@ -32,6 +32,18 @@ describe('verification caches', () => {
     expect(decideCached(verifier, token, src, requirementOf('/auth?scope=admin:token'))).toMatchObject({ status: 403, error: 'insufficient_scope' });
   });
 
+  it('answers from the cache only for the very same token: any changed character is refused', async () => {
+    expect((await verifier.verify(token, src)).ok).toBe(true); // cached
+    for (let i = 4; i < token.length; i++) {
+      const c = token[i] === 'a' ? 'b' : 'a';
+      const changed = token.slice(0, i) + c + token.slice(i + 1);
+      // One source per attempt, so the failure limit (3) does not answer in the checksum's place.
+      const v = await verifier.verify(changed, { ip: `10.4.4.${i}`, userAgent: null });
+      expect([i, v.ok ? 'accepted' : v.reason]).toEqual([i, 'malformed']);
+    }
+    expect(verifier.verifyCached(token, src)).toMatchObject({ ok: true });
+  });
+
   it('trusts the cache no longer than its TTL, and never past the token expiry', async () => {
     clock.advance(10_001);
     expect(verifier.verifyCached(token, src)).toBeUndefined();

@@ -65,7 +65,7 @@ export function mintToken(id: string = newTokenId()): MintedToken {
 }
 
 export type ParseFailure = 'empty' | 'prefix' | 'length' | 'charset' | 'checksum';
-export type ParsedToken = { ok: true; id: string; secret: string } | { ok: false; reason: ParseFailure };
+export type ParsedToken = { ok: true; id: string; secret: string; checksum: string } | { ok: false; reason: ParseFailure };
 
 const PARSE_MESSAGES: Record<ParseFailure, string> = {
   empty: 'no token was given',
@@ -91,7 +91,25 @@ export function parseToken(text: string | undefined): ParsedToken {
   if (!BASE62.test(id) || !BASE62.test(secretAndSum)) return { ok: false, reason: 'charset' };
   const body = text.slice(0, TOKEN_LENGTH - CHECKSUM_LENGTH);
   if (checksumOf(body) !== text.slice(TOKEN_LENGTH - CHECKSUM_LENGTH)) return { ok: false, reason: 'checksum' };
-  return { ok: true, id, secret: secretAndSum.slice(0, SECRET_LENGTH) };
+  return { ok: true, id, secret: secretAndSum.slice(0, SECRET_LENGTH), checksum: secretAndSum.slice(SECRET_LENGTH) };
+}
+
+const ID_START = TOKEN_PREFIX.length;
+const SECRET_START = ID_START + ID_LENGTH + 1;
+
+/** The public id of a token-shaped string (prefix, length and separator in place), without checking the rest. */
+export function peekId(text: string | undefined): string | undefined {
+  if (!text || text.length !== TOKEN_LENGTH || !text.startsWith(TOKEN_PREFIX) || text.charCodeAt(SECRET_START - 1) !== 95 /* _ */) return undefined;
+  return text.slice(ID_START, SECRET_START - 1);
+}
+
+/**
+ * The cheap test for a token parsed before: given the id it was found under (see `peekId`), `text`
+ * is that same token when its checksum is the same and its secret has the same hash. That
+ * equality makes parseToken's charset and CRC32 work redundant, so a cache hit skips them.
+ */
+export function isSameToken(text: string, known: { checksum: string; hash: string }): boolean {
+  return text.endsWith(known.checksum) && secretMatches(text.slice(SECRET_START, SECRET_START + SECRET_LENGTH), known.hash);
 }
 
 export function hashSecret(secret: string): string {

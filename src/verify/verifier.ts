@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/config.js';
 import type { AuthorityEvents } from '../authority/events.js';
 import type { Store } from '../store/store.js';
-import { type ParseFailure, parseToken, secretMatches } from '../token/format.js';
+import { type ParseFailure, isSameToken, parseToken, peekId, secretMatches } from '../token/format.js';
 import { LastUseRecorder } from './last-use.js';
 import { FailureLimiter } from './failure-limiter.js';
 
@@ -58,6 +58,7 @@ export interface Source {
 
 interface Positive {
   hash: string;
+  checksum: string;
   identity: Identity;
   /** The answer itself, built once per store hit and handed out on every cache hit. */
   verdict: Verification;
@@ -108,6 +109,15 @@ export class Verifier {
   private check(bearer: string | undefined, source: Source): Verification | ParsedOk {
     const key = source.ip ?? '';
     if (this.limiter.blocked(key)) return this.refuse('rate_limited');
+    const now = this.clock.now();
+    // The common case, a token verified moments ago, is decided without parsing it again.
+    const seenId = peekId(bearer);
+    const seen = seenId === undefined ? undefined : this.positive.get(seenId);
+    if (seen !== undefined && seen.until > now && seen.identity.expiresAt > now && isSameToken(bearer!, seen)) {
+      this.lastUse.note(seenId!, now, source);
+      this.onResult('ok');
+      return seen.verdict;
+    }
     const parsed = parseToken(bearer);
     if (!parsed.ok) {
       if (parsed.reason === 'empty') return this.refuse('missing');
@@ -115,17 +125,12 @@ export class Verifier {
       this.onResult('malformed');
       return MALFORMED[parsed.reason];
     }
-    const now = this.clock.now();
     const cached = this.positive.get(parsed.id);
     if (cached !== undefined && cached.until > now) {
+      // Not taken by the fast path above: another secret under a known id, or the token expired since.
       if (!secretMatches(parsed.secret, cached.hash)) return this.failed(key, 'unknown');
-      if (cached.identity.expiresAt <= now) {
-        this.positive.delete(parsed.id);
-        return this.failed(key, 'expired');
-      }
-      this.lastUse.note(parsed.id, now, source);
-      this.onResult('ok');
-      return cached.verdict;
+      this.positive.delete(parsed.id);
+      return this.failed(key, 'expired');
     }
     const negative = this.negative.get(parsed.id);
     if (negative !== undefined && negative.until > now) return this.failed(key, negative.reason);
@@ -145,7 +150,7 @@ export class Verifier {
     const { identity, hash } = found;
     const verdict: Verification = Object.freeze({ ok: true as const, identity });
     const until = Math.min(now + this.options.cacheTtlMs, identity.expiresAt);
-    if (until > now) this.cachePositive(parsed.id, { hash, identity, verdict, until });
+    if (until > now) this.cachePositive(parsed.id, { hash, checksum: parsed.checksum, identity, verdict, until });
     this.lastUse.note(parsed.id, now, source);
     this.onResult('ok');
     return verdict;
