@@ -3,7 +3,7 @@ import { createLogger } from '../src/observe/log.js';
 import { startTokenwarden } from '../src/server.js';
 
 /** A tokenwarden server for the benchmark: its own process, store and cache settings from argv/env. */
-const [port, store, cacheTtl, cacheSize] = process.argv.slice(2);
+const [port, store, cacheTtl, cacheSize, authPort] = process.argv.slice(2);
 const config = loadConfig({
   env: {},
   overrides: {
@@ -12,6 +12,7 @@ const config = loadConfig({
     // failureLimit 0: case (3) measures parsing and refusing garbage, not the cheaper 429 after the limit.
     verify: { cacheTtl, cacheSize: Number(cacheSize), failureLimit: 0 },
     log: { level: 'warn' },
+    ...(authPort ? { authListen: { host: '127.0.0.1', port: Number(authPort) } } : {}),
   },
 });
 const tw = await startTokenwarden(config, { logger: createLogger({ level: 'warn' }) });

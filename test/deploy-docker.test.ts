@@ -63,7 +63,7 @@ describe('Dockerfile', () => {
     for (const what of ['/src/node_modules', '/src/dist', '/src/bin']) expect(copies.some((c) => c.args.includes(what))).toBe(true);
   });
 
-  it('runs as the same non-root user as the Deployment, on the same port', () => {
+  it('runs as the same non-root user as the Deployment, on the same ports', () => {
     const users = steps(runtime, 'USER');
     expect(users).toHaveLength(1);
     const [uid, gid] = users[0].args.split(':');
@@ -74,7 +74,7 @@ describe('Dockerfile', () => {
     expect(steps(runtime, 'RUN').some((s) => s.args.includes(`useradd --system --uid ${uid}`))).toBe(true);
     // USER comes after every RUN: nothing runs as root after the switch, and the process never does
     expect(users[0].line).toBeGreaterThan(Math.max(...steps(runtime, 'RUN').map((s) => s.line)));
-    expect(steps(runtime, 'EXPOSE').map((s) => s.args)).toEqual([String(deployment.spec.template.spec.containers[0].ports[0].containerPort)]);
+    expect(steps(runtime, 'EXPOSE').map((s) => s.args)).toEqual([deployment.spec.template.spec.containers[0].ports.map((p: { containerPort: number }) => p.containerPort).join(' ')]);
   });
 
   it('is read-only-root friendly: the store lives on the /var/lib/tokenwarden volume, owned by that user', () => {
