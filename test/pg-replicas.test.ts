@@ -11,11 +11,14 @@ import { mintToken } from '../src/token/format.js';
 /**
  * Three `tokenwarden serve` processes on one PostgreSQL on loopback (run `npm run build` first):
  * a revocation on one reaches every replica within a second, and a PostgreSQL restart under
- * load is survived without ever answering 200 for a revoked token.
+ * load is survived without ever answering 200 for a revoked token. The second replica also
+ * runs an authListen thread, which is held to the same rules as the replicas' own /auth.
  */
 let pgServer: PostgresServer;
 let replicas: ServeProcess[] = [];
 let admin: string;
+/** Every /auth there is: each replica's main port, and the authListen port of replica 1. */
+let checkers: string[] = [];
 
 beforeAll(async () => {
   pgServer = await startPostgres({ name: 'replicas' });
@@ -30,9 +33,15 @@ beforeAll(async () => {
     TOKENWARDEN_LOG_LEVEL: 'info',
   };
   const ports = await Promise.all([0, 1, 2].map(() => freePort()));
+  const authPort = await freePort();
   // Started together, as a Deployment does: migrations and the first admin happen once.
   const started = await Promise.allSettled(
-    ports.map((port, i) => spawnServe(['--port', String(port), '--store', url, '--bootstrap-token-file', join(dir, `boot-${i}.token`)], env)),
+    ports.map((port, i) =>
+      spawnServe(
+        ['--port', String(port), '--store', url, '--bootstrap-token-file', join(dir, `boot-${i}.token`)],
+        i === 1 ? { ...env, TOKENWARDEN_AUTH_LISTEN_PORT: String(authPort) } : env,
+      ),
+    ),
   );
   replicas = started.filter((r) => r.status === 'fulfilled').map((r) => r.value);
   const failed = started.find((r) => r.status === 'rejected');
@@ -46,6 +55,7 @@ beforeAll(async () => {
   await new Promise((r) => setTimeout(r, 200));
   expect(files.filter((f) => existsSync(f))).toHaveLength(1);
   admin = rememberSecret(readFileSync(written[0], 'utf8').trim());
+  checkers = [...replicas.map((r) => r.url), `http://127.0.0.1:${authPort}`];
   const actor = await callApi(replicas[0].url, 'POST', '/api/v1/actors', { name: 'bot-load', kind: 'service', roles: ['metrics-read'] }, admin);
   expect(actor.status).toBe(201);
 });
@@ -78,14 +88,14 @@ async function readyz(base: string): Promise<number> {
  * arrived) each replica answered 401, and how long the revoke request itself took.
  */
 async function revokeAndTime(token: { token: string; id: string }, on: number): Promise<{ replicas: number[]; request: number }> {
-  for (const r of replicas) expect(await auth(r.url, token.token)).toBe(200); // cached everywhere
+  for (const c of checkers) expect(await auth(c, token.token)).toBe(200); // cached everywhere
   const sent = performance.now();
   const revoked = await callApi(replicas[on].url, 'DELETE', `/api/v1/tokens/${token.id}`, undefined, admin);
   const committed = performance.now();
   expect(revoked.status).toBe(200);
   const times = await Promise.all(
-    replicas.map(async (r) => {
-      await waitFor(async () => (await auth(r.url, token.token)) === 401, `replica ${r.url} to refuse the revoked token`, 3000, 5);
+    checkers.map(async (c) => {
+      await waitFor(async () => (await auth(c, token.token)) === 401, `${c} to refuse the revoked token`, 3000, 5);
       return performance.now() - committed;
     }),
   );
@@ -97,7 +107,7 @@ describe('replicas on one PostgreSQL', () => {
     const rounds: { replicas: number[]; request: number }[] = [];
     for (let round = 0; round < 3; round++) rounds.push(await revokeAndTime(await mint(round % 3), (round + 1) % 3));
     console.log(
-      `revocation reached all 3 replicas, per round: ${rounds
+      `revocation reached all 3 replicas and the authListen thread, per round: ${rounds
         .map((r) => `${Math.max(...r.replicas).toFixed(0)} ms after commit (revoke request ${r.request.toFixed(0)} ms)`)
         .join('; ')}`,
     );
@@ -106,27 +116,27 @@ describe('replicas on one PostgreSQL', () => {
 
   it('taking a role away on one replica is enforced by every replica within 1 s, despite their caches; giving it back too', async () => {
     const token = await mint(1);
-    for (const r of replicas) expect(await auth(r.url, token.token)).toBe(200); // cached everywhere for 10 minutes
+    for (const c of checkers) expect(await auth(c, token.token)).toBe(200); // cached everywhere for 10 minutes
     const within = async (status: number, what: string) => {
       const since = performance.now();
-      await Promise.all(replicas.map((r) => waitFor(async () => (await auth(r.url, token.token)) === status, `replica ${r.url} ${what}`, 3000, 5)));
+      await Promise.all(checkers.map((c) => waitFor(async () => (await auth(c, token.token)) === status, `${c} ${what}`, 3000, 5)));
       return performance.now() - since;
     };
     expect((await callApi(replicas[2].url, 'PATCH', '/api/v1/actors/bot-load', { roles: [] }, admin)).status).toBe(200);
     const taken = await within(403, 'to refuse the token once metrics-read is taken away');
     expect((await callApi(replicas[0].url, 'PATCH', '/api/v1/actors/bot-load', { roles: ['metrics-read'] }, admin)).status).toBe(200);
     const given = await within(200, 'to accept the token again');
-    console.log(`role change reached all 3 replicas: taken away in ${taken.toFixed(0)} ms, given back in ${given.toFixed(0)} ms`);
+    console.log(`role change reached all 3 replicas and the authListen thread: taken away in ${taken.toFixed(0)} ms, given back in ${given.toFixed(0)} ms`);
     expect(Math.max(taken, given)).toBeLessThan(1000);
   });
 
   it('survives a PostgreSQL restart under load: readyz 503 then 200, never 200 for a revoked token', async () => {
     const valid = await mint();
     const revoked = await mint();
-    for (const r of replicas) expect(await auth(r.url, revoked.token)).toBe(200);
+    for (const c of checkers) expect(await auth(c, revoked.token)).toBe(200);
     expect((await callApi(replicas[0].url, 'DELETE', `/api/v1/tokens/${revoked.id}`, undefined, admin)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 300)); // let the fan-out land before the store goes away
-    for (const r of replicas) expect(await auth(r.url, valid.token)).toBe(200);
+    for (const c of checkers) expect(await auth(c, valid.token)).toBe(200);
     // well-formed tokens that were never issued: each one needs the store to be refused
     const unknown = () => mintToken().plaintext;
 
@@ -137,10 +147,10 @@ describe('replicas on one PostgreSQL', () => {
       Array.from({ length: 6 }, async (_, worker) => {
         let n = worker;
         while (running) {
-          const replica = replicas[n % 3];
+          const checker = checkers[n % checkers.length]!;
           const [label, token] = ([['valid', valid.token], ['revoked', revoked.token], ['unknown', '']] as const)[n++ % 3];
           try {
-            count(`${label} ${await auth(replica.url, token || unknown())}`);
+            count(`${label} ${await auth(checker, token || unknown())}`);
           } catch {
             count(`${label} connection-error`);
           }
@@ -175,9 +185,9 @@ describe('replicas on one PostgreSQL', () => {
     for (const r of replicas) expect(r.child.exitCode).toBeNull();
 
     // after recovery: the store answers, and revocations fan out again (LISTEN reconnected or the reconcile poll)
-    for (const r of replicas) expect(await auth(r.url, valid.token)).toBe(200);
+    for (const c of checkers) expect(await auth(c, valid.token)).toBe(200);
     const fresh = await mint(2);
-    for (const r of replicas) expect(await auth(r.url, fresh.token)).toBe(200);
+    for (const c of checkers) expect(await auth(c, fresh.token)).toBe(200);
     const times = await revokeAndTime(fresh, 2);
     console.log(`after the restart, revocation reached all replicas ${Math.max(...times.replicas).toFixed(0)} ms after commit`);
     expect(Math.max(...times.replicas)).toBeLessThan(1000);
