@@ -117,6 +117,7 @@ describe('authListen: GET /auth on a thread of its own', () => {
     await expect.poll(async () => (await fetch(`${s.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
     expect(s.tw.authListener!.url).toBe(authUrl);
     expect((await check(authUrl, token)).status).toBe(200);
+    expect((await s.api('GET', '/metrics')).body).toMatch(/^tokenwarden_auth_listener_restarts_total 1$/m);
   });
 });
 

@@ -62,7 +62,7 @@ describe('HTTPS with certificate reload', () => {
     live.key = join(dir, 'live.key');
     copyFileSync(first.cert, live.cert);
     copyFileSync(first.key, live.key);
-    server = await startTestServer({ config: { tls: { cert: live.cert, key: live.key, reloadInterval: '100ms' } } });
+    server = await startTestServer({ config: { tls: { cert: live.cert, key: live.key, reloadInterval: '100ms' }, authListen: { port: 0 } } });
   });
   afterAll(async () => server?.close());
 
@@ -71,6 +71,9 @@ describe('HTTPS with certificate reload', () => {
     expect(await get(server.url, 'tokenwarden.test')).toEqual({ status: 200, serial: 'A1' });
     expect((await get(server.url, 'tokenwarden.monitoring.svc', '/auth?scope=metrics.read')).status).toBe(401);
     await expect(get(server.url, 'elsewhere.example')).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    // the authListen thread serves HTTPS from the same pair
+    expect(server.tw.authUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(await get(server.tw.authUrl!, 'tokenwarden.test', '/auth?scope=metrics.read')).toEqual({ status: 401, serial: 'A1' });
   });
 
   it('picks up a replaced certificate without a restart', async () => {
@@ -86,6 +89,7 @@ describe('HTTPS with certificate reload', () => {
     }, 'the new certificate', 5000, 50);
     expect(seen.status).toBe(200);
     console.log(`new certificate served ${Date.now() - started} ms after replacement`);
+    await waitFor(async () => (await get(server.tw.authUrl!, 'tokenwarden.test', '/auth')).serial === 'B2', 'the authListen thread to serve the new certificate', 5000, 50);
   });
 
   it('keeps the last good certificate while the pair is half replaced, then takes the complete one', async () => {

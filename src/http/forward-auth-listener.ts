@@ -32,6 +32,7 @@ export class ForwardAuthListener {
   private constructor(
     private readonly data: AuthWorkerData,
     private readonly logger: Logger,
+    private readonly metrics: Metrics,
   ) {
     this.counts = new Float64Array(data.results);
     this.reported = new Float64Array(VERIFY_RESULTS.length);
@@ -53,10 +54,12 @@ export class ForwardAuthListener {
         results: new SharedArrayBuffer(8 * VERIFY_RESULTS.length),
       },
       deps.logger,
+      deps.metrics,
     );
     deps.events.on('token-revoked', (id) => listener.post({ type: 'invalidate', tokenId: id }));
     deps.events.on('actor-changed', (id) => listener.post({ type: 'invalidate-actor', actorId: id }));
     deps.metrics.addVerificationCounts(() => listener.takeCounts());
+    deps.metrics.authListenerRestarts.inc(0);
     await listener.spawn(true);
     return listener;
   }
@@ -122,6 +125,7 @@ export class ForwardAuthListener {
         if (!listening && initial) return reject(new Error(`the auth listener exited before listening (code ${code}): ${this.down}`));
         // Its caches died with it, so a fresh one misses no revocation: it reads the store again.
         this.logger.warn({ code, reason: this.down, retryInMs: this.restartDelay }, 'auth listener stopped; restarting it');
+        this.metrics.authListenerRestarts.inc();
         this.restartTimer = setTimeout(() => {
           this.restartTimer = undefined;
           void this.spawn(false);

@@ -94,6 +94,11 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.beforeCollect(),
   });
+  readonly authListenerRestarts = new Counter({
+    name: 'tokenwarden_auth_listener_restarts_total',
+    help: 'Times the authListen thread (GET /auth on its own port) died and was started again',
+    registers: [this.registry],
+  });
   readonly notifications = new Counter({
     name: 'tokenwarden_notifications_total',
     help: 'Webhook notifications by kind (token.expiring, token.unused, rotation.failed) and outcome (sent, retry, failed)',
