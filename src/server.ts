@@ -15,7 +15,7 @@ import { attachStoreGauges } from './observe/store-gauges.js';
 import { Notifier, resolveNotifySettings } from './observe/notify.js';
 import { connect } from './store/connect.js';
 import { Store } from './store/store.js';
-import { RevocationWatch } from './verify/revocation-watch.js';
+import { ChangeWatch } from './verify/change-watch.js';
 import { RevocationListener } from './store/pg-notify.js';
 import { withStartupLock } from './store/startup-lock.js';
 import { VERIFY_RESULTS, Verifier, verifierOptions } from './verify/verifier.js';
@@ -85,9 +85,9 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
       authListener?.invalidateActor(id);
     },
   };
-  const watch = new RevocationWatch(store, everyVerifier, () => Date.now());
+  const watch = new ChangeWatch(store, everyVerifier, () => Date.now());
   await watch.start();
-  // Several replicas share PostgreSQL: a revocation or a change of grants reaches every cache at once; the poll above reconciles revocations.
+  // Several replicas share PostgreSQL: a revocation or a change of grants reaches every cache at once; the poll above reconciles both.
   const fanout =
     store.engine === 'postgres'
       ? new RevocationListener({

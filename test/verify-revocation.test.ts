@@ -17,7 +17,7 @@ afterAll(async () => {
 const auth = (server: TestServer, token: string) =>
   fetch(`${server.url}/auth?scope=metrics.read`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
 
-describe('revocation across processes sharing a store', () => {
+describe('revocation and grant changes across processes sharing a store', () => {
   it('a revoke on one server is refused by the other within 1 s, despite its cache', async () => {
     const { token, id } = await mintFor(a, 'bot-replicated', ['metrics.read']);
     expect(await auth(b, token)).toBe(200); // B now holds it in its positive cache
@@ -33,6 +33,25 @@ describe('revocation across processes sharing a store', () => {
     const elapsed = Date.now() - t0;
     expect(status).toBe(401);
     expect(elapsed).toBeLessThan(1000);
+  });
+
+  it('a role taken away on one server is enforced by the other within 1 s, despite its cache; given back too', async () => {
+    expect((await a.api('POST', '/api/v1/actors', { name: 'bot-regranted', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);
+    const { token } = await mintFor(a, 'bot-regranted', ['metrics.read']);
+    expect(await auth(b, token)).toBe(200); // cached on B for 10 minutes
+    const within = async (status: number) => {
+      const t0 = Date.now();
+      let got = 0;
+      while (Date.now() - t0 < 3000 && (got = await auth(b, token)) !== status) await new Promise((r) => setTimeout(r, 20));
+      expect(got).toBe(status);
+      return Date.now() - t0;
+    };
+    expect((await a.api('PATCH', '/api/v1/actors/bot-regranted', { roles: [] })).status).toBe(200);
+    expect(await auth(a, token)).toBe(403); // the server that made the change: at once
+    const taken = await within(403);
+    expect((await a.api('PATCH', '/api/v1/actors/bot-regranted', { roles: ['metrics-read'] })).status).toBe(200);
+    const given = await within(200);
+    expect(Math.max(taken, given)).toBeLessThan(1000);
   });
 
   it('the other server keeps answering from its cache for tokens that were not revoked', async () => {

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 
 /**
  * In-process fan-out of changes that must reach the verification caches at once.
- * Other replicas learn the same facts from the store (see verify/revocation-watch.ts).
+ * Other replicas learn the same facts from the store (see verify/change-watch.ts).
  */
 export interface AuthorityEvents {
   on(event: 'token-revoked', listener: (tokenId: string) => void): this;

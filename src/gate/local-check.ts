@@ -3,20 +3,20 @@ import type { ResolvedConfig } from '../config/config.js';
 import { type Requirement, decide, decideCached } from '../http/forward-auth.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
-import { RevocationWatch } from '../verify/revocation-watch.js';
+import { ChangeWatch } from '../verify/change-watch.js';
 import { type Source, Verifier, verifierOptions } from '../verify/verifier.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 /**
  * Checks against the store directly (a SQLite file beside the exporter, or the shared
  * PostgreSQL), with the same verifier, caches and failure limit as the server. Revocations
- * made elsewhere arrive through the RevocationWatch poll.
+ * and grant changes made elsewhere arrive through the ChangeWatch poll.
  */
 export async function localCheck(config: ResolvedConfig, requirement: Requirement, clock: Clock): Promise<GateCheck> {
   const store = new Store(await connect(config.store.url));
   const verifier = new Verifier(store, clock, verifierOptions(config));
   verifier.lastUse.start();
-  const watch = new RevocationWatch(store, verifier, () => Date.now());
+  const watch = new ChangeWatch(store, verifier, () => Date.now());
   await watch.start();
   return {
     describe: `store ${store.location}`,

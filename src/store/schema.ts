@@ -99,4 +99,12 @@ export interface Database {
   audit: AuditTable;
   settings: SettingTable;
   notifications: NotificationTable;
+  grant_changes: GrantChangeTable;
+}
+
+export interface GrantChangeTable {
+  /** The identity whose grants changed, or `*` when a role changed (every identity holding it). */
+  actor_id: string;
+  /** Wall-clock epoch ms: read by other processes, like the revocation poll's cursor. */
+  changed_at: number;
 }

@@ -76,9 +76,20 @@ export class Store {
     await this.db.updateTable('actors').set(patch).where('id', '=', id).execute();
     if (patch.disabled !== undefined || patch.scopes !== undefined) await this.grantsChanged(id);
   }
-  /** Other replicas drop cached verdicts of this actor ("*": of every actor) when this commits (see pg-notify.ts). */
+  /**
+   * Other processes drop cached verdicts of this actor ("*": of every actor) when this commits:
+   * at once on PostgreSQL (pg-notify.ts), and on both engines through the `grant_changes` poll.
+   */
   private async grantsChanged(actorId: string): Promise<void> {
+    await this.db.insertInto('grant_changes').values({ actor_id: actorId, changed_at: Date.now() }).execute();
     if (this.engine === 'postgres') await notifyGrantsChanged(this.db, actorId);
+  }
+  async grantChangesSince(since: number): Promise<{ actor_id: string; changed_at: number }[]> {
+    return this.db.selectFrom('grant_changes').select(['actor_id', 'changed_at']).where('changed_at', '>=', since).execute();
+  }
+  /** Rows older than any poll's overlap are of no use to anyone. */
+  async pruneGrantChanges(before: number): Promise<void> {
+    await this.db.deleteFrom('grant_changes').where('changed_at', '<', before).execute();
   }
   async deleteActor(id: string): Promise<void> {
     await this.db.deleteFrom('actors').where('id', '=', id).execute();

@@ -3,6 +3,7 @@ import * as m001 from './001_authority.js';
 import * as m002 from './002_delivery.js';
 import * as m003 from './003_sources.js';
 import * as m004 from './004_notifications.js';
+import * as m005 from './005_grant_changes.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export interface MigrationContext {
@@ -17,6 +18,7 @@ const STEPS: Record<string, Step> = {
   '002_delivery': m002,
   '003_sources': m003,
   '004_notifications': m004,
+  '005_grant_changes': m005,
 };
 
 export class InCodeMigrations implements MigrationProvider {
