@@ -122,10 +122,12 @@ describe('authListen: GET /auth on a thread of its own', () => {
 });
 
 describe('authListen: bad settings and shutdown', () => {
-  it('refuses a host without a port, naming the field', () => {
+  it('refuses a host without a port, the main port again, and a port that is not a number, naming the field', () => {
     expect(() => loadConfig({ env: { TOKENWARDEN_AUTH_LISTEN_HOST: '127.0.0.1' } })).toThrow(ConfigError);
     expect(() => loadConfig({ env: { TOKENWARDEN_AUTH_LISTEN_HOST: '127.0.0.1' } })).toThrow(/authListen\.port/);
     expect(loadConfig({ env: { TOKENWARDEN_AUTH_LISTEN_PORT: '9999' } }).authListen).toEqual({ host: '127.0.0.1', port: 9999 });
+    expect(() => loadConfig({ env: { TOKENWARDEN_AUTH_LISTEN_PORT: '8080' } })).toThrow(/authListen\.port: 8080 is already listen\.port/);
+    expect(() => loadConfig({ env: { TOKENWARDEN_AUTH_LISTEN_PORT: 'x' } })).toThrow(/TOKENWARDEN_AUTH_LISTEN_PORT must be a whole number/);
   });
 
   it('fails the start with the reason when its port is taken, leaving nothing listening', async () => {

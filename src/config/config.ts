@@ -173,6 +173,10 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   } catch (err) {
     problems.push((err as Error).message);
   }
+  const auth = withDefaults.authListen;
+  if (auth && auth.port !== 0 && auth.port === withDefaults.listen.port && (auth.host === withDefaults.listen.host || [auth.host, withDefaults.listen.host].includes('0.0.0.0'))) {
+    problems.push(`authListen.port: ${auth.port} is already listen.port; give the auth listener a port of its own (e.g. ${auth.port + 1})`);
+  }
   if (withDefaults.kubernetes?.lease && withDefaults.delivery.leader !== 'kubernetes') {
     problems.push('kubernetes.lease: set delivery.leader: kubernetes to elect the leader with this Lease (or remove kubernetes.lease)');
   }
