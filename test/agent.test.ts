@@ -274,9 +274,11 @@ describe('agent as a sidecar', () => {
 
 describe('agent logs', () => {
   it('hold no secret', async () => {
-    await new Promise((r) => setTimeout(r, 100));
-    const text = readFileSync(logFile, 'utf8');
-    expect(text).toContain('refreshed token from upstream');
+    // The log stream writes asynchronously: wait for what must be there, then look for what must not.
+    const text = await waitFor(async () => {
+      const t = readFileSync(logFile, 'utf8');
+      return t.includes('refreshed token from upstream') && t;
+    }, 'the refresh to be logged', 5000, 20);
     for (const s of [up.password, up.clientSecret]) expect(text).not.toContain(s);
     expect(text).not.toMatch(/eyJ[\w-]+\.[\w-]+\.|twd_[0-9A-Za-z]{12}_/);
   });
