@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Problem } from '../errors.js';
 import type { AppContext } from './context.js';
-import { bearerFrom, challenge, createForwardAuthHandler, sourceOf } from './forward-auth.js';
+import { bearerFrom, challenge, createForwardAuthHandler, isForwardAuthPath, sourceOf } from './forward-auth.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerDoctorRoutes } from '../observe/doctor/routes.js';
@@ -34,8 +34,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     // HTTPS when `tls` is configured, with the certificate reloaded when its files change.
     serverFactory: (handler) =>
       createNodeServer(ctx.config.tls, (req: IncomingMessage, res: ServerResponse) => {
-        const url = req.url ?? '';
-        if (url.startsWith('/auth') && (url.length === 5 || url.charCodeAt(5) === 63) /* ? */) return forwardAuth(req, res);
+        if (isForwardAuthPath(req.url ?? '')) return forwardAuth(req, res);
         handler(req, res);
       }, ctx.logger),
   });

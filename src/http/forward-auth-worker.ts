@@ -5,7 +5,7 @@ import { createLogger } from '../observe/log.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import { VERIFY_RESULTS, Verifier, type VerifierOptions } from '../verify/verifier.js';
-import { createForwardAuthHandler } from './forward-auth.js';
+import { createForwardAuthHandler, isForwardAuthPath } from './forward-auth.js';
 import { type TlsSettings, createNodeServer } from './tls.js';
 
 /** What the main thread hands the auth listener thread (see forward-auth-listener.ts). */
@@ -55,8 +55,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
   const server = createNodeServer(
     data.tls,
     (req, res) => {
-      const url = req.url ?? '';
-      if (url.startsWith('/auth') && (url.length === 5 || url.charCodeAt(5) === 63) /* ? */) return handle(req, res);
+      if (isForwardAuthPath(req.url ?? '')) return handle(req, res);
       const body = 'this listener serves only GET /auth; the API and the UI are on the main port\n';
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length) });
       res.end(body);

@@ -40,6 +40,11 @@ export function sourceOf(req: IncomingMessage, trusted: readonly string[]): Sour
   return { ip, userAgent: typeof ua === 'string' ? ua : null };
 }
 
+/** `/auth` or `/auth?…`: the requests the forward-auth handler answers, ahead of any framework. */
+export function isForwardAuthPath(url: string): boolean {
+  return url.startsWith('/auth') && (url.length === 5 || url.charCodeAt(5) === 63 /* ? */);
+}
+
 const requirementCache = new Map<string, Requirement>();
 const NO_REQUIREMENT: Requirement = Object.freeze({ scopes: [], satisfy: 'all' as const });
 
