@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Problem } from '../errors.js';
 import type { AppContext } from './context.js';
-import { bearerFrom, challenge, createForwardAuthHandler, isForwardAuthPath, sourceOf } from './forward-auth.js';
+import { bearerFrom, challenge, createForwardAuthHandler, forwardAuthOptions, isForwardAuthPath, sourceOf } from './forward-auth.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerDoctorRoutes } from '../observe/doctor/routes.js';
@@ -17,10 +17,7 @@ import { registerUi } from './ui.js';
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
-  const forwardAuth = createForwardAuthHandler(ctx.verifier, {
-    header: ctx.config.verify.header?.toLowerCase(),
-    trustedProxies: ctx.config.verify.trustedProxies,
-  });
+  const forwardAuth = createForwardAuthHandler(ctx.verifier, forwardAuthOptions(ctx.config));
   const app = Fastify({
     loggerInstance: ctx.logger as unknown as import("fastify").FastifyBaseLogger,
     bodyLimit: 64 * 1024,
@@ -88,8 +85,9 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
 
 /** Establishes `req.principal` from the bearer token, or answers 401/429 with a problem body. */
 export async function authenticate(ctx: AppContext, req: FastifyRequest, reply: import('fastify').FastifyReply): Promise<void> {
-  const source = sourceOf(req.raw, ctx.config.verify.trustedProxies);
-  const v = await ctx.verifier.verify(bearerFrom(req.headers, ctx.config.verify.header?.toLowerCase()), source);
+  const { header, trustedProxies } = forwardAuthOptions(ctx.config);
+  const source = sourceOf(req.raw, trustedProxies);
+  const v = await ctx.verifier.verify(bearerFrom(req.headers, header), source);
   if (!v.ok) {
     const status = v.reason === 'rate_limited' ? 429 : 401;
     const detail =

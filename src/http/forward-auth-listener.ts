@@ -8,6 +8,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { VERIFY_RESULTS, verifierOptions } from '../verify/verifier.js';
+import { forwardAuthOptions } from './forward-auth.js';
 import type { AuthWorkerData, FromAuthWorker, ToAuthWorker } from './forward-auth-worker.js';
 
 const RESTART_MIN_MS = 500;
@@ -45,8 +46,7 @@ export class ForwardAuthListener {
       {
         storeUrl: config.store.url,
         verifier: verifierOptions(config),
-        header: config.verify.header?.toLowerCase(),
-        trustedProxies: config.verify.trustedProxies,
+        forwardAuth: forwardAuthOptions(config),
         host: config.authListen.host,
         port: config.authListen.port,
         tls: config.tls,

@@ -5,15 +5,14 @@ import { createLogger } from '../observe/log.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import { VERIFY_RESULTS, Verifier, type VerifierOptions } from '../verify/verifier.js';
-import { createForwardAuthHandler, isForwardAuthPath } from './forward-auth.js';
+import { type ForwardAuthOptions, createForwardAuthHandler, isForwardAuthPath } from './forward-auth.js';
 import { type TlsSettings, createNodeServer } from './tls.js';
 
 /** What the main thread hands the auth listener thread (see forward-auth-listener.ts). */
 export interface AuthWorkerData {
   storeUrl: string;
   verifier: VerifierOptions;
-  header?: string;
-  trustedProxies: readonly string[];
+  forwardAuth: ForwardAuthOptions;
   host: string;
   port: number;
   tls?: TlsSettings;
@@ -51,7 +50,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
   const slot = Object.fromEntries(VERIFY_RESULTS.map((r, i) => [r, i])) as Record<(typeof VERIFY_RESULTS)[number], number>;
   verifier.onResult = (r) => void counts[slot[r]]++;
   verifier.lastUse.start();
-  const handle = createForwardAuthHandler(verifier, { header: data.header, trustedProxies: data.trustedProxies });
+  const handle = createForwardAuthHandler(verifier, data.forwardAuth);
   const server = createNodeServer(
     data.tls,
     (req, res) => {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { ResolvedConfig } from '../config/config.js';
 import { type Identity, type Source, type Verification, type Verifier, hasScopes } from '../verify/verifier.js';
 
 export interface Requirement {
@@ -7,9 +8,14 @@ export interface Requirement {
 }
 
 export interface ForwardAuthOptions {
-  /** Another header to read the token from, besides `Authorization: Bearer`. */
+  /** Another header to read the token from, besides `Authorization: Bearer` (lower case, as Node keys headers). */
   header?: string;
   trustedProxies: readonly string[];
+}
+
+/** Where the token and the client address are read from, as the configuration states it. */
+export function forwardAuthOptions(config: Pick<ResolvedConfig, 'verify'>): ForwardAuthOptions {
+  return { header: config.verify.header?.toLowerCase(), trustedProxies: config.verify.trustedProxies };
 }
 
 /**
