@@ -144,12 +144,14 @@ export class Store {
 
   // roles and scopes
   async upsertRole(row: RoleTable): Promise<void> {
+    const before = await this.findRole(row.name);
     await this.db
       .insertInto('roles')
       .values(row)
       .onConflict((oc) => oc.column('name').doUpdateSet({ scopes: row.scopes, description: row.description }))
       .execute();
-    await this.grantsChanged('*');
+    // Built-in roles are re-declared on every start: only a change of scopes changes what anyone may do.
+    if (before?.scopes !== row.scopes) await this.grantsChanged('*');
   }
   async insertRole(row: RoleTable): Promise<void> {
     await this.db.insertInto('roles').values(row).execute();
