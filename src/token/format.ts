@@ -79,28 +79,30 @@ export function describeParseFailure(reason: ParseFailure): string {
   return PARSE_MESSAGES[reason];
 }
 
+// Where each part starts: `twd_` id `_` secret checksum.
+const ID_START = TOKEN_PREFIX.length;
+const SEPARATOR = ID_START + ID_LENGTH;
+const SECRET_START = SEPARATOR + 1;
+const CHECKSUM_START = TOKEN_LENGTH - CHECKSUM_LENGTH;
+
 /** Pure and allocation-light: runs on every forward-auth request before any I/O. */
 export function parseToken(text: string | undefined): ParsedToken {
   if (!text) return { ok: false, reason: 'empty' };
   if (!text.startsWith(TOKEN_PREFIX)) return { ok: false, reason: 'prefix' };
   if (text.length !== TOKEN_LENGTH) return { ok: false, reason: 'length' };
-  const sep = TOKEN_PREFIX.length + ID_LENGTH;
-  if (text.charCodeAt(sep) !== 95 /* _ */) return { ok: false, reason: 'charset' };
-  const id = text.slice(TOKEN_PREFIX.length, sep);
-  const secretAndSum = text.slice(sep + 1);
+  if (text.charCodeAt(SEPARATOR) !== 95 /* _ */) return { ok: false, reason: 'charset' };
+  const id = text.slice(ID_START, SEPARATOR);
+  const secretAndSum = text.slice(SECRET_START);
   if (!BASE62.test(id) || !BASE62.test(secretAndSum)) return { ok: false, reason: 'charset' };
-  const body = text.slice(0, TOKEN_LENGTH - CHECKSUM_LENGTH);
-  if (checksumOf(body) !== text.slice(TOKEN_LENGTH - CHECKSUM_LENGTH)) return { ok: false, reason: 'checksum' };
-  return { ok: true, id, secret: secretAndSum.slice(0, SECRET_LENGTH), checksum: secretAndSum.slice(SECRET_LENGTH) };
+  const checksum = text.slice(CHECKSUM_START);
+  if (checksumOf(text.slice(0, CHECKSUM_START)) !== checksum) return { ok: false, reason: 'checksum' };
+  return { ok: true, id, secret: text.slice(SECRET_START, CHECKSUM_START), checksum };
 }
-
-const ID_START = TOKEN_PREFIX.length;
-const SECRET_START = ID_START + ID_LENGTH + 1;
 
 /** The public id of a token-shaped string (prefix, length and separator in place), without checking the rest. */
 export function peekId(text: string | undefined): string | undefined {
-  if (!text || text.length !== TOKEN_LENGTH || !text.startsWith(TOKEN_PREFIX) || text.charCodeAt(SECRET_START - 1) !== 95 /* _ */) return undefined;
-  return text.slice(ID_START, SECRET_START - 1);
+  if (!text || text.length !== TOKEN_LENGTH || !text.startsWith(TOKEN_PREFIX) || text.charCodeAt(SEPARATOR) !== 95 /* _ */) return undefined;
+  return text.slice(ID_START, SEPARATOR);
 }
 
 /**
@@ -109,7 +111,7 @@ export function peekId(text: string | undefined): string | undefined {
  * equality makes parseToken's charset and CRC32 work redundant, so a cache hit skips them.
  */
 export function isSameToken(text: string, known: { checksum: string; hash: string }): boolean {
-  return text.endsWith(known.checksum) && secretMatches(text.slice(SECRET_START, SECRET_START + SECRET_LENGTH), known.hash);
+  return text.endsWith(known.checksum) && secretMatches(text.slice(SECRET_START, CHECKSUM_START), known.hash);
 }
 
 export function hashSecret(secret: string): string {
