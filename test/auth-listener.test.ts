@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config/config.js';
 import { startTokenwarden } from '../src/server.js';
 import { tempDir } from './support/output.js';
+import { waitFor } from './support/ports.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 import { join } from 'node:path';
 
@@ -27,15 +28,10 @@ const check = (base: string, token: string | undefined, query = '?scope=metrics.
   fetch(`${base}/auth${query}`, { headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers } });
 
 /** Polls until the listener answers `status`; returns how long that took. */
-async function until(status: number, token: string, limitMs: number, query?: string): Promise<number> {
+async function until(status: number, token: string, limitMs: number): Promise<number> {
   const t0 = Date.now();
-  let got = 0;
-  while (Date.now() - t0 < limitMs) {
-    got = (await check(authUrl, token, query)).status;
-    if (got === status) return Date.now() - t0;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`the auth listener still answers ${got}, not ${status}, after ${limitMs} ms`);
+  await waitFor(async () => (await check(authUrl, token)).status === status, `the auth listener to answer ${status}`, limitMs, 5);
+  return Date.now() - t0;
 }
 
 async function verificationCounts(): Promise<Record<string, number>> {

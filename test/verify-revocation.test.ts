@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from './support/ports.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 /** Two tokenwarden servers on one SQLite file: the situation of two replicas, or a server and a gate. */
@@ -41,9 +42,7 @@ describe('revocation and grant changes across processes sharing a store', () => 
     expect(await auth(b, token)).toBe(200); // cached on B for 10 minutes
     const within = async (status: number) => {
       const t0 = Date.now();
-      let got = 0;
-      while (Date.now() - t0 < 3000 && (got = await auth(b, token)) !== status) await new Promise((r) => setTimeout(r, 20));
-      expect(got).toBe(status);
+      await waitFor(async () => (await auth(b, token)) === status, `the other server to answer ${status}`, 3000, 20);
       return Date.now() - t0;
     };
     expect((await a.api('PATCH', '/api/v1/actors/bot-regranted', { roles: [] })).status).toBe(200);
