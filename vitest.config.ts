@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     exclude: ['test/leak-check/**'],
+    // Tests that spawn bin/tokenwarden.js run dist/: rebuilt first when the sources are newer.
+    globalSetup: ['test/support/build.ts'],
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 120_000,

@@ -27,5 +27,5 @@ npx tsc -p tsconfig.test.json
 
 rm -rf test-output
 mkdir -p test-output
-npx vitest run
-npx vitest run --config vitest.leak.config.ts
+# The suite, then the leak check over everything it wrote (npm test runs both).
+npm test
