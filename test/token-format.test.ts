@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TOKEN_LENGTH, TOKEN_PATTERN, hashSecret, isSameToken, mintToken, parseToken, peekId, redactTokens, secretMatches } from '../src/token/format.js';
+import { SECRET_LENGTH, TOKEN_LENGTH, TOKEN_PATTERN, hashSecret, isSameToken, mintToken, parseToken, peekId, redactTokens, secretMatches } from '../src/token/format.js';
 
 describe('token format', () => {
   it('round-trips: a minted token parses back to its id and a secret matching the stored hash', () => {
@@ -35,7 +35,11 @@ describe('token format', () => {
   it('carries at least 256 bits of secret and never repeats', () => {
     const seen = new Set(Array.from({ length: 2000 }, () => mintToken().plaintext));
     expect(seen.size).toBe(2000);
-    expect(43 * Math.log2(62)).toBeGreaterThanOrEqual(256);
+    expect(SECRET_LENGTH * Math.log2(62)).toBeGreaterThanOrEqual(256);
+    // Every character of the secret part is drawn from all 62 symbols, not a narrower set.
+    const secrets = [...seen].map((t) => parseToken(t)).flatMap((p) => (p.ok ? [p.secret] : []));
+    expect(secrets.every((x) => x.length === SECRET_LENGTH)).toBe(true);
+    expect(new Set(secrets.join('')).size).toBe(62);
   });
 
   it('rejects every single-character typo by checksum, without storage', () => {
