@@ -3,6 +3,7 @@ import { type Clock, iso } from '../clock.js';
 import { Problem, problem } from '../errors.js';
 import type { AuditFilter, AuditRow, Store } from '../store/store.js';
 import type { ActorTable, RoleTable, TokenTable } from '../store/schema.js';
+import { type UnusedCursor, unusedTokens } from '../store/observe.js';
 import { mintToken } from '../token/format.js';
 import { ACTOR_NAME, BUILTIN_ROLES, BUILTIN_SCOPES, PERMISSIONS, ROLE_NAME, SCOPE_NAME, SERVICE_PREFIX } from './catalogue.js';
 import { AuthorityEvents } from './events.js';
@@ -406,14 +407,30 @@ export class Authority {
   }
 
   /**
-   * Tokens not used for `days` (never-used tokens count from their creation): seed 004's "last synced at".
-   * Tokens a binding manages are left out unless asked for: the binding rotates them, and revoking one
-   * by hand would break its consumer until the next rotation.
+   * Tokens not used for `days`, one page at a time (the one definition: store/observe.ts
+   * unusedTokens). A caller without admin:token or audit.read sees only its own identity's.
    */
-  async unusedTokens(p: Principal, days: number, options: { includeManaged?: boolean } = {}): Promise<TokenView[]> {
-    const cutoff = this.clock.now() - days * 86_400_000;
-    const live = await this.listTokens(p, { state: 'active' });
-    return live.filter((t) => (options.includeManaged || t.bindingId === null) && Date.parse(t.lastUsed?.at ?? t.createdAt) < cutoff);
+  async unusedTokens(
+    p: Principal,
+    days: number,
+    options: { includeManaged?: boolean; limit?: number; cursor?: string } = {},
+  ): Promise<{ items: TokenView[]; next: string | null }> {
+    const now = this.clock.now();
+    const limit = options.limit ?? 100;
+    const own = !this.holds(p, PERMISSIONS.adminToken) && !this.holds(p, PERMISSIONS.auditRead);
+    const rows = await unusedTokens(this.store, {
+      now,
+      cutoff: now - days * 86_400_000,
+      includeManaged: options.includeManaged ?? false,
+      ...(own ? { actorId: p.actorId } : {}),
+      ...(options.cursor ? { after: decodeCursor(options.cursor) } : {}),
+      limit,
+    });
+    const last = rows.at(-1);
+    return {
+      items: rows.map((r) => toTokenView(r, r.actor_name, now)),
+      next: rows.length === limit && last ? encodeCursor({ createdAt: last.created_at, id: last.id }) : null,
+    };
   }
 
   // ---- audit ----
@@ -572,6 +589,16 @@ function validateActorName(name: string, kind: 'user' | 'service'): void {
   if (kind === 'user' && name.startsWith(SERVICE_PREFIX)) {
     throw problem.invalid('name', `names starting with "${SERVICE_PREFIX}" are reserved for service identities; use kind "service"`);
   }
+}
+
+function encodeCursor(c: UnusedCursor): string {
+  return Buffer.from(`${c.createdAt}:${c.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): UnusedCursor {
+  const m = /^(\d{1,16}):([0-9A-Za-z]{1,64})$/.exec(Buffer.from(cursor, 'base64url').toString());
+  if (!m) throw problem.invalid('cursor', 'the cursor is not one this server handed out; start again without it');
+  return { createdAt: Number(m[1]), id: m[2]! };
 }
 
 function uniqueSorted(values: string[]): string[] {

@@ -104,13 +104,20 @@ export function registerTokenCommands(program: Command, ctx: Ctx): void {
     .action(async (o: { days: string; revoke?: boolean; yes?: boolean; includeManaged?: boolean }) => {
       const { client, output } = ctx();
       const managed = o.includeManaged ? '&includeManaged=true' : '';
-      const res = await client.request('GET', `/api/v1/tokens/unused?days=${encodeURIComponent(o.days)}${managed}`);
-      print(output, res.items, TOKEN_COLUMNS);
-      if (o.revoke && res.items.length) {
-        if (!o.yes && !(await confirm(`Revoke these ${res.items.length} token(s)? [y/N] `))) {
+      const items: { id: string; actor: string; name: string }[] = [];
+      // Every page: the report has no cap, the oldest unused tokens come first.
+      for (let cursor: string | null = ''; cursor !== null; ) {
+        const page: string = `/api/v1/tokens/unused?days=${encodeURIComponent(o.days)}${managed}&limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+        const res: { items: typeof items; next?: string | null } = await client.request('GET', page);
+        items.push(...res.items);
+        cursor = res.next ?? null;
+      }
+      print(output, items, TOKEN_COLUMNS);
+      if (o.revoke && items.length) {
+        if (!o.yes && !(await confirm(`Revoke these ${items.length} token(s)? [y/N] `))) {
           throw new CliError('not confirmed: nothing was revoked (answer "y", or pass --yes)', EXIT.usage);
         }
-        for (const t of res.items) {
+        for (const t of items) {
           await client.request('POST', `/api/v1/tokens/${encodeURIComponent(t.id)}/revoke`, { reason: `unused for ${o.days} days` });
           process.stderr.write(`revoked ${t.id} (${t.actor}/${t.name})\n`);
         }

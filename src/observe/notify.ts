@@ -4,7 +4,7 @@ import { type Clock, formatDuration, iso, parseDuration } from '../clock.js';
 import type { ServerConfig } from '../config/config.js';
 import { ConfigError } from '../config/config.js';
 import { NotificationStore, type NotificationRow } from '../store/notifications.js';
-import { type LiveTokenRow, liveTokensUnusedSince, unmanagedExpiringBefore } from '../store/observe.js';
+import { type LiveTokenRow, type UnusedCursor, unmanagedExpiringBefore, unusedTokens } from '../store/observe.js';
 import type { Store } from '../store/store.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -152,12 +152,20 @@ export class Notifier {
       });
     }
     if (s.unusedForMs > 0) {
-      for (const t of await liveTokensUnusedSince(this.store, now, now - s.unusedForMs)) {
-        const since = t.last_used_at ?? t.created_at;
-        await this.enqueue('token.unused', t.id, String(since), now, {
-          summary: `Token ${t.id} (${t.name}) of ${t.actor_name} has not been used for ${formatDuration(now - since)}; revoke it if nobody needs it (tokenwarden token unused --days ${Math.round(s.unusedForMs / 86_400_000)} --revoke)`,
-          token: tokenFacts(t, now),
-        });
+      // The same definition as `token unused` (managed tokens left out: their binding rotates them), every page.
+      let after: UnusedCursor | undefined;
+      for (;;) {
+        const page = await unusedTokens(this.store, { now, cutoff: now - s.unusedForMs, includeManaged: false, limit: 500, ...(after ? { after } : {}) });
+        for (const t of page) {
+          const since = t.last_used_at ?? t.created_at;
+          await this.enqueue('token.unused', t.id, String(since), now, {
+            summary: `Token ${t.id} (${t.name}) of ${t.actor_name} has not been used for ${formatDuration(now - since)}; revoke it if nobody needs it (tokenwarden token unused --days ${Math.round(s.unusedForMs / 86_400_000)} --revoke)`,
+            token: tokenFacts(t, now),
+          });
+        }
+        const last = page.at(-1);
+        if (page.length < 500 || !last) break;
+        after = { createdAt: last.created_at, id: last.id };
       }
     }
     // Failed rotations, as counted by the controller: any increase since the last check is news.

@@ -1,3 +1,4 @@
+import type { TokenTable } from './schema.js';
 import type { Store } from './store.js';
 
 /** Queries behind the per-scrape gauges, the notification checker and the unused-token report. */
@@ -71,15 +72,50 @@ export function unmanagedExpiringBefore(store: Store, now: number, before: numbe
     .execute();
 }
 
-/** Live tokens whose last use (or creation, when never used) is before `cutoff`. */
-export function liveTokensUnusedSince(store: Store, now: number, cutoff: number): Promise<LiveTokenRow[]> {
-  return liveTokens(store, now)
+/** Where the next page of unused tokens starts: the last row of the previous one, in the report's order. */
+export interface UnusedCursor {
+  createdAt: number;
+  id: string;
+}
+
+export interface UnusedQuery {
+  now: number;
+  /** A token is unused when its last use (or its creation, when never used) is before this instant. */
+  cutoff: number;
+  /** Tokens a binding delivers and rotates are left out unless asked for. */
+  includeManaged: boolean;
+  actorId?: string;
+  after?: UnusedCursor;
+  limit: number;
+}
+
+/**
+ * The one definition of an unused token (seed 004's "last synced at"), for the API, the CLI,
+ * the UI and the notifier alike: live, not used since `cutoff` (never-used tokens count from
+ * their creation), unmanaged unless asked. Paged in creation order, oldest first, so no cap
+ * ever hides the oldest ones.
+ */
+export function unusedTokens(store: Store, q: UnusedQuery): Promise<(TokenTable & { actor_name: string })[]> {
+  let query = store.kysely
+    .selectFrom('tokens')
+    .innerJoin('actors', 'actors.id', 'tokens.actor_id')
+    .selectAll('tokens')
+    .select('actors.name as actor_name')
+    .where('tokens.revoked_at', 'is', null)
+    .where('tokens.expires_at', '>', q.now)
     .where((eb) =>
       eb.or([
-        eb.and([eb('tokens.last_used_at', 'is', null), eb('tokens.created_at', '<', cutoff)]),
-        eb('tokens.last_used_at', '<', cutoff),
+        eb.and([eb('tokens.last_used_at', 'is', null), eb('tokens.created_at', '<', q.cutoff)]),
+        eb('tokens.last_used_at', '<', q.cutoff),
       ]),
-    )
-    .orderBy('tokens.created_at')
-    .execute();
+    );
+  if (!q.includeManaged) query = query.where('tokens.binding_id', 'is', null);
+  if (q.actorId) query = query.where('tokens.actor_id', '=', q.actorId);
+  const after = q.after;
+  if (after) {
+    query = query.where((eb) =>
+      eb.or([eb('tokens.created_at', '>', after.createdAt), eb.and([eb('tokens.created_at', '=', after.createdAt), eb('tokens.id', '>', after.id)])]),
+    );
+  }
+  return query.orderBy('tokens.created_at').orderBy('tokens.id').limit(q.limit).execute();
 }

@@ -52,7 +52,7 @@ export function registerTokenRoutes(api: FastifyInstance, ctx: AppContext): void
     async (req) => ({ items: await authority.listTokens(req.principal, req.query) }),
   );
 
-  api.get<{ Querystring: { days?: number; includeManaged?: boolean } }>(
+  api.get<{ Querystring: { days?: number; includeManaged?: boolean; limit?: number; cursor?: string } }>(
     '/tokens/unused',
     {
       schema: {
@@ -61,13 +61,19 @@ export function registerTokenRoutes(api: FastifyInstance, ctx: AppContext): void
         querystring: T.Object({
           days: T.Optional(T.Integer({ minimum: 0, maximum: 3650, default: 30 })),
           includeManaged: T.Optional(T.Boolean({ description: 'also list tokens that a binding delivers and rotates' })),
+          limit: T.Optional(T.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'page size; oldest first' })),
+          cursor: T.Optional(T.String({ maxLength: 200, description: 'the `next` of the previous page' })),
         }),
-        response: { 200: T.Object({ days: T.Integer(), items: T.Array(S.TokenView) }), ...errors },
+        response: {
+          200: T.Object({ days: T.Integer(), items: T.Array(S.TokenView), next: T.Union([T.String(), T.Null()], { description: 'cursor of the next page; null on the last' }) }),
+          ...errors,
+        },
       },
     },
     async (req) => {
       const days = req.query.days ?? 30;
-      return { days, items: await authority.unusedTokens(req.principal, days, { includeManaged: req.query.includeManaged }) };
+      const { includeManaged, limit, cursor } = req.query;
+      return { days, ...(await authority.unusedTokens(req.principal, days, { includeManaged, limit, cursor })) };
     },
   );
 
