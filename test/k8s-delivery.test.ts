@@ -63,7 +63,7 @@ beforeAll(async () => {
   const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`;
   s = await startTestServer({
     clock,
-    config: { kubernetes: { kubeconfig }, notifications: { webhookUrl: hookUrl }, verify: { failureLimit: 100_000 } },
+    config: { kubernetes: { kubeconfig }, notifications: { webhookUrl: hookUrl }, verify: { failureLimit: 100_000 }, delivery: { fileRoots: [dir] } },
     delivery: { autoStart: false, retryBaseMs: SEC, retryMaxMs: MIN, pollMs: SEC },
   });
   ctl = s.tw.ctx.delivery!;

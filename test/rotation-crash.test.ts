@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrashPoint } from '../src/delivery/crash-points.js';
@@ -21,8 +21,9 @@ let port: number;
 let serve: ServeProcess;
 let admin: string;
 let args: string[];
-const sinkA = () => join(dir, 'a.token');
-const sinkB = () => join(dir, 'b.token');
+// Not in `dir` itself: that is the data dir (tw.db), where no sink may write.
+const sinkA = () => join(dir, 'sinks', 'a.token');
+const sinkB = () => join(dir, 'sinks', 'b.token');
 const api = (method: string, path: string, body?: unknown, token: string | null = admin) => callApi(serve.url, method, path, body, token);
 const readToken = (p: string) => rememberSecret(readFileSync(p, 'utf8').trim());
 
@@ -50,6 +51,7 @@ async function settled(previousId: string) {
 
 beforeAll(async () => {
   dir = tempDir('crash');
+  mkdirSync(join(dir, 'sinks'));
   port = await freePort();
   const config = join(dir, 'tokenwarden.yaml');
   writeFileSync(config, 'delivery: { interval: 200ms, leaseTtl: 1s }\nverify: { failureLimit: 100000 }\n');
