@@ -170,6 +170,37 @@ describe('a minted binding into a Secret, with a rollout restart', () => {
   });
 });
 
+describe('a Secret tokenwarden did not create', () => {
+  it('is refused through the API (409 naming sinks.0.name), nothing written and no token minted; adopt: true takes it over and removal leaves the Secret', async () => {
+    k8s.seed('secrets', { metadata: { name: 'hand-made', namespace: NS, labels: { app: 'ops' } }, stringData: { token: 'theirs', 'ca.crt': 'pem' } });
+    const tokens = async () => (await s.tw.ctx.store.kysely.selectFrom('tokens').select('id').execute()).length;
+    const before = await tokens();
+    const spec = (adopt?: boolean) => ({
+      name: 'takeover',
+      actor: 'bot-prometheus',
+      scopes: ['metrics.read'],
+      lifetime: '1h',
+      sinks: [{ kind: 'kubernetes-secret', namespace: NS, name: 'hand-made', ...(adopt ? { adopt } : {}) }],
+      rotation: { confirm: 'none', grace: '0s' },
+    });
+    const res = await s.api('POST', '/api/v1/bindings', spec());
+    expect(res.status, JSON.stringify(res.body)).toBe(409);
+    expect(res.body.field).toBe('sinks.0.name');
+    expect(res.body.detail).toContain('adopt: true');
+    expect(k8s.secretValue(NS, 'hand-made', 'token')).toBe('theirs');
+    expect(await tokens()).toBe(before);
+
+    expect((await s.api('POST', '/api/v1/bindings', spec(true))).status).toBe(201);
+    expect(await auth(secretToken('hand-made', 'token')!)).toBe(200);
+    expect((await s.api('DELETE', '/api/v1/bindings/takeover')).status).toBe(200);
+    const left = k8s.get('secrets', NS, 'hand-made')!;
+    expect(left).toBeDefined();
+    expect(k8s.secretValue(NS, 'hand-made', 'token')).toBeUndefined();
+    expect(k8s.secretValue(NS, 'hand-made', 'ca.crt')).toBe('pem');
+    expect(left.metadata.labels).toEqual({ app: 'ops' });
+  });
+});
+
 describe('seed 002: a kubernetes-secret source binding (no actor, scopes or lifetime needed)', () => {
   const file = () => join(dir, 'alice.token');
   let token: string;
