@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -106,8 +106,9 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
   let dir: string;
   let admin: string;
   const running: ServeProcess[] = [];
-  // Not in `dir` itself, where delivery.key is: no sink writes in tokenwarden's data dir.
-  const sink = (n: string) => join(dir, 'sinks', `${n}.token`);
+  // Not under `dir`, where delivery.key is: no sink writes in tokenwarden's data dir.
+  let sinks: string;
+  const sink = (n: string) => join(sinks, `${n}.token`);
   const readToken = (p: string) => rememberSecret(readFileSync(p, 'utf8').trim());
 
   async function serve(name: string, env: Record<string, string> = {}): Promise<ServeProcess> {
@@ -134,8 +135,8 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
   beforeAll(async () => {
     url = await pgServer.createDatabase('failover');
     dir = tempDir('pg-failover');
-    mkdirSync(join(dir, 'sinks'));
-    writeFileSync(join(dir, 'tokenwarden.yaml'), `delivery: { interval: 200ms, leaseTtl: 1s, keyFile: ${join(dir, 'delivery.key')}, fileRoots: [${join(dir, 'sinks')}] }\nverify: { failureLimit: 0 }\n`);
+    sinks = tempDir('pg-failover-sinks');
+    writeFileSync(join(dir, 'tokenwarden.yaml'), `delivery: { interval: 200ms, leaseTtl: 1s, keyFile: ${join(dir, 'delivery.key')}, fileRoots: [${sinks}] }\nverify: { failureLimit: 0 }\n`);
     const first = await serve('first');
     // serve prints "listening" a moment before it writes the bootstrap file
     admin = rememberSecret(await waitFor(async () => existsSync(join(dir, 'first.boot')) && readFileSync(join(dir, 'first.boot'), 'utf8').trim(), 'the bootstrap token', 10_000, 20));

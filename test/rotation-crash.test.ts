@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrashPoint } from '../src/delivery/crash-points.js';
@@ -21,9 +21,10 @@ let port: number;
 let serve: ServeProcess;
 let admin: string;
 let args: string[];
-// Not in `dir` itself: that is the data dir (tw.db), where no sink may write.
-const sinkA = () => join(dir, 'sinks', 'a.token');
-const sinkB = () => join(dir, 'sinks', 'b.token');
+// Not under `dir`: that is the data dir (tw.db), where no sink may write.
+let sinks: string;
+const sinkA = () => join(sinks, 'a.token');
+const sinkB = () => join(sinks, 'b.token');
 const api = (method: string, path: string, body?: unknown, token: string | null = admin) => callApi(serve.url, method, path, body, token);
 const readToken = (p: string) => rememberSecret(readFileSync(p, 'utf8').trim());
 
@@ -51,10 +52,11 @@ async function settled(previousId: string) {
 
 beforeAll(async () => {
   dir = tempDir('crash');
-  mkdirSync(join(dir, 'sinks'));
+  sinks = tempDir('crash-sinks');
   port = await freePort();
   const config = join(dir, 'tokenwarden.yaml');
-  writeFileSync(config, 'delivery: { interval: 200ms, leaseTtl: 1s }\nverify: { failureLimit: 100000 }\n');
+  // `binding apply` goes through the API: its file sinks must be under delivery.fileRoots.
+  writeFileSync(config, `delivery: { interval: 200ms, leaseTtl: 1s, fileRoots: [${sinks}] }\nverify: { failureLimit: 100000 }\n`);
   args = ['--port', String(port), '--store', join(dir, 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
   serve = await start();
   admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());
