@@ -63,7 +63,7 @@ beforeAll(async () => {
   const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`;
   s = await startTestServer({
     clock,
-    config: { kubernetes: { kubeconfig }, notifications: { webhookUrl: hookUrl }, verify: { failureLimit: 100_000 } },
+    config: { kubernetes: { kubeconfig }, notifications: { webhookUrl: hookUrl }, verify: { failureLimit: 100_000 }, delivery: { fileRoots: [dir] } },
     delivery: { autoStart: false, retryBaseMs: SEC, retryMaxMs: MIN, pollMs: SEC },
   });
   ctl = s.tw.ctx.delivery!;
@@ -167,6 +167,37 @@ describe('a minted binding into a Secret, with a rollout restart', () => {
     expect(await auth(token)).toBe(401);
     expect((await s.api('GET', '/api/v1/bindings/prom')).status).toBe(404);
     expect(await metricsText()).not.toContain('binding="prom"');
+  });
+});
+
+describe('a Secret tokenwarden did not create', () => {
+  it('is refused through the API (409 naming sinks.0.name), nothing written and no token minted; adopt: true takes it over and removal leaves the Secret', async () => {
+    k8s.seed('secrets', { metadata: { name: 'hand-made', namespace: NS, labels: { app: 'ops' } }, stringData: { token: 'theirs', 'ca.crt': 'pem' } });
+    const tokens = async () => (await s.tw.ctx.store.kysely.selectFrom('tokens').select('id').execute()).length;
+    const before = await tokens();
+    const spec = (adopt?: boolean) => ({
+      name: 'takeover',
+      actor: 'bot-prometheus',
+      scopes: ['metrics.read'],
+      lifetime: '1h',
+      sinks: [{ kind: 'kubernetes-secret', namespace: NS, name: 'hand-made', ...(adopt ? { adopt } : {}) }],
+      rotation: { confirm: 'none', grace: '0s' },
+    });
+    const res = await s.api('POST', '/api/v1/bindings', spec());
+    expect(res.status, JSON.stringify(res.body)).toBe(409);
+    expect(res.body.field).toBe('sinks.0.name');
+    expect(res.body.detail).toContain('adopt: true');
+    expect(k8s.secretValue(NS, 'hand-made', 'token')).toBe('theirs');
+    expect(await tokens()).toBe(before);
+
+    expect((await s.api('POST', '/api/v1/bindings', spec(true))).status).toBe(201);
+    expect(await auth(secretToken('hand-made', 'token')!)).toBe(200);
+    expect((await s.api('DELETE', '/api/v1/bindings/takeover')).status).toBe(200);
+    const left = k8s.get('secrets', NS, 'hand-made')!;
+    expect(left).toBeDefined();
+    expect(k8s.secretValue(NS, 'hand-made', 'token')).toBeUndefined();
+    expect(k8s.secretValue(NS, 'hand-made', 'ca.crt')).toBe('pem');
+    expect(left.metadata.labels).toEqual({ app: 'ops' });
   });
 });
 

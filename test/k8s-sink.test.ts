@@ -21,10 +21,13 @@ function token(): { plaintext: string; id: string } {
   return { plaintext: t.plaintext, id: t.id };
 }
 
-function sink(name: string, extra: { namespace?: string; key?: string; labels?: Record<string, string>; annotations?: Record<string, string>; maxAttempts?: number } = {}) {
+function sink(
+  name: string,
+  extra: { namespace?: string; key?: string; labels?: Record<string, string>; annotations?: Record<string, string>; maxAttempts?: number; adopt?: boolean; binding?: string } = {},
+) {
   return createKubernetesSecretSink(
-    { namespace: extra.namespace ?? NS, name, key: extra.key ?? 'token', labels: extra.labels, annotations: extra.annotations },
-    { kubernetes: kube, clock, binding: 'prometheus-scrape', logger, maxAttempts: extra.maxAttempts, sleep: async (ms) => void sleeps.push(ms) },
+    { namespace: extra.namespace ?? NS, name, key: extra.key ?? 'token', labels: extra.labels, annotations: extra.annotations, adopt: extra.adopt },
+    { kubernetes: kube, clock, binding: extra.binding ?? 'prometheus-scrape', logger, maxAttempts: extra.maxAttempts, sleep: async (ms) => void sleeps.push(ms) },
   );
 }
 
@@ -69,13 +72,13 @@ describe('kubernetes-secret sink', () => {
     expect(k8s.get('secrets', NS, 'idempotent')!.metadata.resourceVersion).toBe(rv);
   });
 
-  it('updates only its key of an existing Secret and leaves other keys, labels and annotations alone', async () => {
+  it('with adopt: true, updates only its key of an existing Secret and leaves other keys, labels and annotations alone', async () => {
     k8s.seed('secrets', {
       metadata: { name: 'shared', namespace: NS, labels: { app: 'prometheus' }, annotations: { note: 'made by hand' } },
       data: { 'ca.crt': Buffer.from('-----BEGIN CERTIFICATE-----').toString('base64') },
     });
     const first = token();
-    const s = sink('shared');
+    const s = sink('shared', { adopt: true });
     expect(await s.write(first.plaintext)).toEqual({ changed: true });
     clock.advance(3_600_000);
     const second = token();
@@ -137,9 +140,17 @@ describe('kubernetes-secret sink', () => {
     expect(k8s.secretValue(NS, 'hot', 'token')).toBe(t2.plaintext);
   });
 
-  it('a concurrent create (409 AlreadyExists) is followed by an update, not an error', async () => {
+  it('a concurrent create (409 AlreadyExists) is read again: refused as foreign, or updated with adopt: true', async () => {
+    const other = token();
+    k8s.beforeNextWrite(() => k8s.seed('secrets', { metadata: { name: 'raced-foreign', namespace: NS }, data: { other: Buffer.from('x').toString('base64') } }));
+    const refused = await sink('raced-foreign').write(other.plaintext).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(Problem);
+    expect((refused as Problem).status).toBe(409);
+    expect(k8s.get('secrets', NS, 'raced-foreign')!.data).toEqual({ other: Buffer.from('x').toString('base64') });
+    k8s.clearLog();
+
     const t = token();
-    const s = sink('raced');
+    const s = sink('raced', { adopt: true });
     k8s.beforeNextWrite(() => k8s.seed('secrets', { metadata: { name: 'raced', namespace: NS }, data: { other: Buffer.from('x').toString('base64') } }));
     expect(await s.write(t.plaintext)).toEqual({ changed: true });
     expect(k8s.requests.map((r) => `${r.verb}:${r.status}`)).toEqual(['get:404', 'create:409', 'get:200', 'update:200']);
@@ -162,7 +173,7 @@ describe('kubernetes-secret sink', () => {
 
   it('remove takes only its key out of a Secret that holds others or that it did not create', async () => {
     k8s.seed('secrets', { metadata: { name: 'not-ours', namespace: NS, labels: { app: 'x' } }, data: {} });
-    const s = sink('not-ours');
+    const s = sink('not-ours', { adopt: true });
     await s.write(token().plaintext);
     await s.remove();
     const obj = k8s.get('secrets', NS, 'not-ours')!;
@@ -179,6 +190,50 @@ describe('kubernetes-secret sink', () => {
     await mixed.remove();
     expect(k8s.secretValue(NS, 'ours-with-more', 'added-later')).toBe('keep me');
     expect(k8s.secretValue(NS, 'ours-with-more', 'token')).toBeUndefined();
+  });
+
+  it('never takes over a Secret tokenwarden did not create for this binding, nor deletes it, without adopt: true', async () => {
+    const theirs = Buffer.from('their-own-value').toString('base64');
+    k8s.seed('secrets', { metadata: { name: 'foreign', namespace: NS, labels: { app: 'vault-agent' } }, data: { token: theirs } });
+    const before = JSON.stringify(k8s.get('secrets', NS, 'foreign'));
+    k8s.clearLog();
+    const s = sink('foreign');
+    const checked = await s.check().catch((e: unknown) => e);
+    expect(checked).toBeInstanceOf(Problem);
+    expect((checked as Problem).status).toBe(409);
+    expect((checked as Problem).extra.field).toBe('name');
+    expect((checked as Problem).detail).toContain('monitoring/foreign');
+    expect((checked as Problem).detail).toContain('adopt: true');
+    const written = await s.write(token().plaintext).catch((e: unknown) => e);
+    expect(written).toBeInstanceOf(Problem);
+    expect(await s.remove()).toMatchObject({ removed: false });
+    expect(k8s.writes()).toEqual([]);
+    expect(JSON.stringify(k8s.get('secrets', NS, 'foreign'))).toBe(before);
+
+    // One tokenwarden made for another binding is not this binding's either.
+    await sink('theirs-binding', { binding: 'other-binding' }).write(token().plaintext);
+    const other = await sink('theirs-binding').write(token().plaintext).catch((e: unknown) => e);
+    expect((other as Problem).status).toBe(409);
+    expect(await sink('theirs-binding').remove()).toMatchObject({ removed: false });
+    expect(k8s.get('secrets', NS, 'theirs-binding')!.metadata.labels['tokenwarden.dev/binding']).toBe('other-binding');
+  });
+
+  it('on removal, deletes only a Secret that still carries its labels for this binding', async () => {
+    await sink('unlabelled').write(token().plaintext);
+    k8s.touch('secrets', NS, 'unlabelled', (o) => {
+      delete o.metadata.labels['app.kubernetes.io/managed-by'];
+      delete o.metadata.labels['tokenwarden.dev/binding'];
+    });
+    k8s.clearLog();
+    // A new process (no memory of writing it) and no record of delivery: left alone.
+    expect(await sink('unlabelled').remove()).toMatchObject({ removed: false, reason: expect.stringContaining('no longer carries') });
+    expect(k8s.writes()).toEqual([]);
+    expect(k8s.get('secrets', NS, 'unlabelled')).toBeDefined();
+    // The binding's own record says it delivered there: its key is taken out, the Secret (no longer marked as its own) is kept.
+    const recorded = createKubernetesSecretSink({ namespace: NS, name: 'unlabelled', key: 'token' }, { kubernetes: kube, clock, binding: 'prometheus-scrape', logger, record: { delivered: true } });
+    expect(await recorded.remove()).toEqual({ removed: true });
+    expect(k8s.get('secrets', NS, 'unlabelled')).toBeDefined();
+    expect(k8s.secretValue(NS, 'unlabelled', 'token')).toBeUndefined();
   });
 
   it('403 from RBAC says which verb on which resource in which namespace is missing', async () => {

@@ -106,7 +106,9 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
   let dir: string;
   let admin: string;
   const running: ServeProcess[] = [];
-  const sink = (n: string) => join(dir, `${n}.token`);
+  // Not under `dir`, where delivery.key is: no sink writes in tokenwarden's data dir.
+  let sinks: string;
+  const sink = (n: string) => join(sinks, `${n}.token`);
   const readToken = (p: string) => rememberSecret(readFileSync(p, 'utf8').trim());
 
   async function serve(name: string, env: Record<string, string> = {}): Promise<ServeProcess> {
@@ -133,7 +135,8 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
   beforeAll(async () => {
     url = await pgServer.createDatabase('failover');
     dir = tempDir('pg-failover');
-    writeFileSync(join(dir, 'tokenwarden.yaml'), `delivery: { interval: 200ms, leaseTtl: 1s, keyFile: ${join(dir, 'delivery.key')} }\nverify: { failureLimit: 0 }\n`);
+    sinks = tempDir('pg-failover-sinks');
+    writeFileSync(join(dir, 'tokenwarden.yaml'), `delivery: { interval: 200ms, leaseTtl: 1s, keyFile: ${join(dir, 'delivery.key')}, fileRoots: [${sinks}] }\nverify: { failureLimit: 0 }\n`);
     const first = await serve('first');
     // serve prints "listening" a moment before it writes the bootstrap file
     admin = rememberSecret(await waitFor(async () => existsSync(join(dir, 'first.boot')) && readFileSync(join(dir, 'first.boot'), 'utf8').trim(), 'the bootstrap token', 10_000, 20));

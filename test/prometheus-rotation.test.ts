@@ -25,7 +25,7 @@ const successes = async () => {
 
 beforeAll(async () => {
   dir = tempDir('prom-rotation');
-  s = await startTestServer({ config: { verify: { failureLimit: 100000 } }, delivery: { intervalMs: 200, pollMs: 200, retryBaseMs: 500 } });
+  s = await startTestServer({ config: { verify: { failureLimit: 100000 }, delivery: { fileRoots: [dir] } }, delivery: { intervalMs: 200, pollMs: 200, retryBaseMs: 500 } });
   expect((await s.api('POST', '/api/v1/actors', { name: 'bot-prometheus', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);
   const tokenFile = join(dir, 'prometheus.token');
   const created = await s.api('POST', '/api/v1/bindings', {

@@ -39,7 +39,7 @@ beforeAll(async () => {
   k8s = await startKubernetesEmulator({ namespaces: ['default', 'certctl'] });
   const kubeconfig = k8s.writeKubeconfig({ dir });
   s = await startTestServer({
-    config: { verify: { failureLimit: 100_000 } },
+    config: { verify: { failureLimit: 100_000 }, delivery: { fileRoots: [dir] } },
     delivery: { kubernetes: loadKubeConfig({ mode: 'kubeconfig', path: kubeconfig }), intervalMs: 200, pollMs: 200, retryBaseMs: 500 },
   });
   env = { TOKENWARDEN_SERVER: s.url, TOKENWARDEN_TOKEN: s.adminToken, KUBECONFIG: kubeconfig };

@@ -56,6 +56,7 @@ beforeAll(async () => {
   k8s = await startKubernetesEmulator({ namespaces: ['default', 'user-alice'] });
   s = await startTestServer({
     clock,
+    config: { delivery: { fileRoots: [dir] } },
     delivery: { kubernetes: loadKubeConfig({ mode: 'kubeconfig', path: k8s.writeKubeconfig({ dir }) }), autoStart: false, pollMs: 1000, retryBaseMs: 1000, retryMaxMs: 60_000 },
   });
   ctl = s.tw.ctx.delivery!;

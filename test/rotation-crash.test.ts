@@ -21,8 +21,10 @@ let port: number;
 let serve: ServeProcess;
 let admin: string;
 let args: string[];
-const sinkA = () => join(dir, 'a.token');
-const sinkB = () => join(dir, 'b.token');
+// Not under `dir`: that is the data dir (tw.db), where no sink may write.
+let sinks: string;
+const sinkA = () => join(sinks, 'a.token');
+const sinkB = () => join(sinks, 'b.token');
 const api = (method: string, path: string, body?: unknown, token: string | null = admin) => callApi(serve.url, method, path, body, token);
 const readToken = (p: string) => rememberSecret(readFileSync(p, 'utf8').trim());
 
@@ -50,9 +52,11 @@ async function settled(previousId: string) {
 
 beforeAll(async () => {
   dir = tempDir('crash');
+  sinks = tempDir('crash-sinks');
   port = await freePort();
   const config = join(dir, 'tokenwarden.yaml');
-  writeFileSync(config, 'delivery: { interval: 200ms, leaseTtl: 1s }\nverify: { failureLimit: 100000 }\n');
+  // `binding apply` goes through the API: its file sinks must be under delivery.fileRoots.
+  writeFileSync(config, `delivery: { interval: 200ms, leaseTtl: 1s, fileRoots: [${sinks}] }\nverify: { failureLimit: 100000 }\n`);
   args = ['--port', String(port), '--store', join(dir, 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
   serve = await start();
   admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());

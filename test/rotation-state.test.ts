@@ -44,9 +44,9 @@ function spec(name: string, path: string, rotation: Record<string, unknown> = {}
 }
 
 beforeAll(async () => {
-  s = await startTestServer({ clock, config: { verify: { failureLimit: 100000 } }, delivery: { autoStart: false, retryBaseMs: 1000, pollMs: 1000 } });
-  ctl = s.tw.ctx.delivery!;
   dir = tempDir('rotation');
+  s = await startTestServer({ clock, config: { verify: { failureLimit: 100000 }, delivery: { fileRoots: [dir] } }, delivery: { autoStart: false, retryBaseMs: 1000, pollMs: 1000 } });
+  ctl = s.tw.ctx.delivery!;
   expect((await s.api('POST', '/api/v1/actors', { name: 'bot-scraper', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);
 });
 afterAll(async () => s?.close());
@@ -143,7 +143,7 @@ describe('rotation state machine (ManualClock, real SQLite, real files)', () => 
     let b = await binding('flaky');
     expect(b.state).toBe('failing');
     expect(b.inFlight).toMatchObject({ step: 'deliver', attempts: 1 });
-    expect(b.lastError).toMatch(/^deliver: delivery failed: sinks\.0 \(file:.*flaky\/token\): .*ENOENT/);
+    expect(b.lastError).toMatch(/^deliver: delivery failed: sinks\.0 \(file:.*flaky\/token\): the directory .*flaky does not exist/);
     expect(b.lastError).not.toMatch(TOKEN_PATTERN);
     expect(await auth(old)).toBe(200);
     const sinkErrors = await s.tw.ctx.metrics.registry.getSingleMetricAsString('tokenwarden_sink_errors_total');

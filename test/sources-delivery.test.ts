@@ -49,7 +49,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'password'), `${up.password}\n`, { mode: 0o600 });
   process.env.TW_TEST_CPD_USERNAME = up.username;
   process.env.TW_TEST_CLIENT_SECRET = up.clientSecret;
-  s = await startTestServer({ clock, delivery: { autoStart: false, retryBaseMs: 1000, retryMaxMs: 10_000, pollMs: 1000 } });
+  s = await startTestServer({ clock, config: { delivery: { fileRoots: [dir] } }, delivery: { autoStart: false, retryBaseMs: 1000, retryMaxMs: 10_000, pollMs: 1000 } });
   ctl = s.tw.ctx.delivery!;
 });
 afterAll(async () => {

@@ -15,10 +15,12 @@ let browser: Browser;
 let context: BrowserContext | undefined;
 let page: Page;
 let currentWatch: ConsoleWatch | undefined;
+let bindingDir: string;
 
 beforeAll(async () => {
   ensureUiBuilt();
-  s = await startTestServer({ config: { verify: { failureLimit: 1000 } } });
+  bindingDir = tempDir('ui-binding');
+  s = await startTestServer({ config: { verify: { failureLimit: 1000 }, delivery: { fileRoots: [bindingDir] } } });
   browser = await launchChromium();
 });
 afterAll(async () => {
@@ -279,7 +281,7 @@ describe('web UI', () => {
   });
 
   it('shows bindings with state, sinks and next rotation, rotates one on request, and shows its rotation history', async () => {
-    const sinkPath = join(tempDir('ui-binding'), 'token');
+    const sinkPath = join(bindingDir, 'token');
     await s.api('POST', '/api/v1/actors', { name: 'bot-ui-bound', kind: 'service', roles: ['metrics-read'] });
     const created = await s.api('POST', '/api/v1/bindings', {
       name: 'ui-prometheus',

@@ -21,6 +21,9 @@ export const FileSinkSpec = T.Object(
     owner: T.Optional(
       T.Object({ uid: T.Integer({ minimum: 0 }), gid: T.Optional(T.Integer({ minimum: 0 })) }, { additionalProperties: false, description: 'chown the file (needs privilege)' }),
     ),
+    adopt: T.Optional(
+      T.Boolean({ description: 'replace a file that already exists and that tokenwarden did not create (refused by default)' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -33,6 +36,9 @@ export const KubernetesSecretSinkSpec = T.Object(
     key: T.Optional(T.String({ pattern: '^[-._a-zA-Z0-9]{1,253}$', description: 'default "token"' })),
     labels: T.Optional(T.Record(T.String(), T.String())),
     annotations: T.Optional(T.Record(T.String(), T.String())),
+    adopt: T.Optional(
+      T.Boolean({ description: 'take over a Secret that already exists and that tokenwarden did not create for this binding (refused by default)' }),
+    ),
   },
   { additionalProperties: false },
 );

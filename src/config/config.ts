@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
@@ -79,6 +80,11 @@ export const ServerConfigSchema = T.Object(
         resync: T.Optional(Duration),
         leaseTtl: T.Optional(Duration),
         enabled: T.Boolean({ default: true, description: 'run the delivery controller in this process' }),
+        fileRoots: T.Array(T.String({ minLength: 1 }), {
+          default: [],
+          description:
+            'absolute directories under which file sinks of bindings created through the API or CLI may write; none by default (bindings in this file may name any path)',
+        }),
         leader: T.Union([T.Literal('store'), T.Literal('kubernetes')], {
           default: 'store',
           description: 'how replicas elect the controller leader: a lease row in the store, or a coordination.k8s.io Lease (settings in kubernetes.lease)',
@@ -95,6 +101,8 @@ export const ServerConfigSchema = T.Object(
 export type ServerConfig = Static<typeof ServerConfigSchema>;
 
 export interface ResolvedConfig extends ServerConfig {
+  /** The configuration file this was read from (absolute), if any: no sink may write over it. */
+  sourceFile?: string;
   durations: {
     maxLifetimeMs: number;
     defaultLifetimeMs: number;
@@ -111,7 +119,7 @@ export class ConfigError extends Error {
 }
 
 /** TOKENWARDEN_STORE_URL=… sets store.url; TOKENWARDEN_LISTEN_PORT=… sets listen.port. Env wins over the file. */
-const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
+const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'list']> = {
   TOKENWARDEN_LISTEN_HOST: ['listen', 'host', 'string'],
   TOKENWARDEN_LISTEN_PORT: ['listen', 'port', 'int'],
   TOKENWARDEN_AUTH_LISTEN_HOST: ['authListen', 'host', 'string'],
@@ -129,6 +137,8 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
   TOKENWARDEN_DELIVERY_KEY_FILE: ['delivery', 'keyFile', 'string'],
   TOKENWARDEN_DELIVERY_RESYNC: ['delivery', 'resync', 'string'],
   TOKENWARDEN_DELIVERY_LEADER: ['delivery', 'leader', 'string'],
+  // A list: comma or colon separated, like PATH.
+  TOKENWARDEN_DELIVERY_FILE_ROOTS: ['delivery', 'fileRoots', 'list'],
 };
 
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, Record<string, unknown>> } = {}): ResolvedConfig {
@@ -158,6 +168,11 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
     if (kind === 'int') {
       if (!/^\d+$/.test(value)) problems.push(`${name} must be a whole number, got "${value}"`);
       raw[section][key] = Number(value);
+    } else if (kind === 'list') {
+      raw[section][key] = value
+        .split(/[,:]/)
+        .map((v) => v.trim())
+        .filter(Boolean);
     } else raw[section][key] = value;
   }
   for (const [section, values] of Object.entries(options.overrides ?? {})) {
@@ -172,6 +187,12 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
     kubeConfigOptionsFrom(withDefaults.kubernetes);
   } catch (err) {
     problems.push((err as Error).message);
+  }
+  for (const [i, root] of (withDefaults.delivery?.fileRoots ?? []).entries()) {
+    if (typeof root === 'string' && !isAbsolute(root)) {
+      const from = envSources.get('delivery.fileRoots');
+      problems.push(`delivery.fileRoots[${i}]${from ? ` (from ${from})` : ''}: "${root}" is not an absolute directory; write it as /var/lib/tokens or similar`);
+    }
   }
   const auth = withDefaults.authListen;
   if (auth && auth.port !== 0 && auth.port === withDefaults.listen.port && (auth.host === withDefaults.listen.host || [auth.host, withDefaults.listen.host].includes('0.0.0.0'))) {
@@ -192,5 +213,5 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   if (durations.defaultLifetimeMs > durations.maxLifetimeMs) {
     throw new ConfigError([`tokens.defaultLifetime is longer than tokens.maxLifetime`]);
   }
-  return { ...withDefaults, durations };
+  return { ...withDefaults, durations, ...(options.file ? { sourceFile: resolve(options.file) } : {}) };
 }

@@ -8,7 +8,7 @@ import type { Store } from '../store/store.js';
 import type { Leadership } from './lease.js';
 import { CONTROLLER_PRINCIPAL } from './provider.js';
 import { LostLeadership, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation.js';
-import { SINK_KINDS, createSink, describeSink } from './sinks/index.js';
+import { type DeliveredSink, SINK_KINDS, createSink, describeSink, sinkContext } from './sinks/index.js';
 import { isHealthy, toRecord } from './spec.js';
 
 export interface ControllerOptions {
@@ -155,11 +155,15 @@ export class DeliveryController {
     });
     for (const id of revoked) authority.events.emit('token-revoked', id);
     const specs = new Map<string, SinkSpecT>();
-    for (const s of [...(JSON.parse(row.delivered) as SinkSpecT[]), ...((JSON.parse(row.spec) as { sinks: SinkSpecT[] }).sinks ?? [])]) specs.set(describeSink(s), s);
+    const delivered = JSON.parse(row.delivered) as DeliveredSink[];
+    // What was delivered first: its entry carries the record (what was last written there).
+    for (const s of [...((JSON.parse(row.spec) as { sinks: SinkSpecT[] }).sinks ?? []), ...delivered]) specs.set(describeSink(s), s);
     const errors: string[] = [];
+    const left: { sink: string; reason: string }[] = [];
     for (const spec of specs.values()) {
       try {
-        await (await createSink(spec, this.deps.sinkDeps, row.name)).remove();
+        const outcome = await (await createSink(spec, this.deps.sinkDeps, row.name, sinkContext(row.origin, delivered, spec))).remove();
+        if (outcome && !outcome.removed) left.push({ sink: describeSink(spec), reason: outcome.reason ?? 'left in place' });
       } catch (err) {
         this.deps.metrics.sinkErrors.labels(row.name, spec.kind).inc();
         errors.push(`${describeSink(spec)}: ${safeError(err)}`);
@@ -174,9 +178,14 @@ export class DeliveryController {
     await this.deps.store.transaction(async (tx) => {
       await this.deps.leadership.fence(tx);
       await new BindingQueries(tx).delete(row.id);
-      await new Authority(tx, authority.clock, authority.policy).record(CONTROLLER_PRINCIPAL, 'binding.removed', 'binding', row.name, { revokedTokens: revoked, sinks: [...specs.keys()] });
+      await new Authority(tx, authority.clock, authority.policy).record(CONTROLLER_PRINCIPAL, 'binding.removed', 'binding', row.name, {
+        revokedTokens: revoked,
+        sinks: [...specs.keys()],
+        ...(left.length ? { left } : {}),
+      });
     });
     this.forget(row.name);
+    for (const l of left) this.deps.logger.warn({ binding: row.name, sink: l.sink }, `binding removed but a sink was left in place: ${l.reason}`);
     this.deps.logger.info({ binding: row.name, revoked }, 'binding removed');
     return true;
   }
@@ -199,7 +208,7 @@ export class DeliveryController {
       for (const spec of binding.spec.sinks) {
         let held: string | null;
         try {
-          held = await (await createSink(spec, this.deps.sinkDeps, row.name)).read();
+          held = await (await createSink(spec, this.deps.sinkDeps, row.name, sinkContext(row.origin, row.delivered, spec))).read();
         } catch (err) {
           this.deps.metrics.sinkErrors.labels(row.name, spec.kind).inc();
           this.deps.logger.warn({ binding: row.name, sink: describeSink(spec), err: safeError(err) }, 'cannot read a sink back to check it');

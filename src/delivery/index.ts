@@ -15,6 +15,7 @@ import type { RotationDeps } from './rotation.js';
 import type { SourceProviderFactory } from './provider.js';
 import { SealedBox } from './sealed.js';
 import { BindingService } from './service.js';
+import type { FileConfinement } from './sinks/confine.js';
 
 export interface DeliveryOptions {
   /** Run the controller on a timer (default true). Tests with a ManualClock call controller.tick() instead. */
@@ -57,6 +58,23 @@ export function deliveryKeyPath(config: ResolvedConfig, storeEngine: string, sto
   return storeEngine === 'sqlite' ? join(dirname(storeLocation), 'delivery.key') : resolve('.data/delivery.key');
 }
 
+/**
+ * Where file sinks may write (`delivery.fileRoots`, for bindings from the API) and what no sink
+ * may touch whatever its origin: the data dir (the SQLite file's directory, the delivery key's),
+ * the configuration file, the TLS certificate and key, the webhook secret.
+ */
+export function fileConfinement(config: ResolvedConfig, storeEngine: string, storeLocation: string): FileConfinement {
+  const keyPath = deliveryKeyPath(config, storeEngine, storeLocation);
+  const sqlite = storeEngine === 'sqlite' && storeLocation !== ':memory:' ? [storeLocation] : [];
+  return {
+    roots: config.delivery.fileRoots ?? [],
+    protectedDirs: [...new Set([dirname(keyPath), ...sqlite.map((f) => dirname(f))])],
+    protectedFiles: [keyPath, ...sqlite, config.sourceFile, config.tls?.cert, config.tls?.key, config.notifications?.secretFile]
+      .filter((f): f is string => typeof f === 'string' && f.length > 0)
+      .map((f) => resolve(f)),
+  };
+}
+
 export function createDelivery(
   parts: {
     config: ResolvedConfig;
@@ -75,7 +93,7 @@ export function createDelivery(
   const logger = parts.logger.child({ part: 'delivery' });
   const intervalMs = options.intervalMs ?? parseDuration(config.delivery.interval ?? '1s')!;
   const leaseTtlMs = deliveryLeaseTtlMs(config);
-  const sinkDeps = { logger, clock, kubernetes: options.kubernetes };
+  const sinkDeps = { logger, clock, kubernetes: options.kubernetes, confinement: fileConfinement(config, store.engine, store.location) };
   const sealed = options.sealed ?? SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
   const leadership = options.leadership ?? new StoreLease(store, clock, leaseIdentity(), { ttlMs: leaseTtlMs });
   const controller = new DeliveryController(

@@ -12,9 +12,8 @@ import type { LastUseRecorder } from '../verify/last-use.js';
 import { crashPoint } from './crash-points.js';
 import { MintProvider, type SourceProviderFactory, type TokenProvider } from './provider.js';
 import type { SealedBox } from './sealed.js';
-import { type SinkDeps, createSink, describeSink, restartConsumers } from './sinks/index.js';
+import { type DeliveredSink, type SinkDeps, createSink, describeSink, restartConsumers, sinkContext } from './sinks/index.js';
 import { type BindingRecord, nextRotationAt, toRecord } from './spec.js';
-import type { SinkSpecT } from '../config/binding-schema.js';
 
 /** Thrown inside a transaction when this process no longer leads: the transaction rolls back. */
 export class LostLeadership extends Error {
@@ -203,10 +202,14 @@ export class Rotator {
     }
     const errors: string[] = [];
     let written = 0;
+    const delivered = JSON.parse(binding.row.delivered) as DeliveredSink[];
+    // The record of each sink as it now is: the spec, and what was written (a file's SHA-256).
+    const kept: DeliveredSink[] = binding.spec.sinks.map((s) => ({ ...s }));
     for (const [i, spec] of binding.spec.sinks.entries()) {
       try {
-        const sink = await createSink(spec, this.deps.sinkDeps, binding.name);
-        await sink.write(plaintext);
+        const sink = await createSink(spec, this.deps.sinkDeps, binding.name, sinkContext(binding.row.origin, delivered, spec));
+        const { fingerprint } = await sink.write(plaintext);
+        if (fingerprint) kept[i].sha256 = fingerprint;
         written++;
         if (written === 1 && binding.spec.sinks.length > 1) crashPoint('deliver-partial');
       } catch (err) {
@@ -217,12 +220,13 @@ export class Rotator {
     if (errors.length) throw new Error(`delivery failed: ${errors.join('; ')}`);
     // Sinks dropped from the spec since the last delivery hold a token that is about to be revoked: clean them up.
     const current = new Set(binding.spec.sinks.map(describeSink));
-    const delivered = JSON.parse(binding.row.delivered) as SinkSpecT[];
-    const kept: SinkSpecT[] = [...binding.spec.sinks];
     for (const old of delivered) {
       if (current.has(describeSink(old))) continue;
       try {
-        await (await createSink(old, this.deps.sinkDeps, binding.name)).remove();
+        const outcome = await (await createSink(old, this.deps.sinkDeps, binding.name, sinkContext(binding.row.origin, delivered, old))).remove();
+        if (outcome && !outcome.removed) {
+          this.deps.logger.warn({ binding: binding.name, sink: describeSink(old) }, `a sink dropped from the binding was left in place: ${outcome.reason ?? 'not ours'}`);
+        }
       } catch (err) {
         this.deps.metrics.sinkErrors.labels(binding.name, old.kind).inc();
         kept.push(old);

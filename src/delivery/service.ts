@@ -8,7 +8,7 @@ import type { Logger } from '../observe/log.js';
 import { BindingQueries, type BindingTable, type RotationTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
 import { CONTROLLER_PRINCIPAL, type SourceProviderFactory } from './provider.js';
-import { type SinkDeps, createSink, describeSink } from './sinks/index.js';
+import { type SinkDeps, createSink, describeSink, sinkContext } from './sinks/index.js';
 import { type BindingRecord, isHealthy, nextRotationAt, normalizeSpec, specHash, toRecord, tokenShape } from './spec.js';
 
 export interface BindingView {
@@ -238,12 +238,15 @@ export class BindingService {
       }
     }
     const taken = new Map((await this.q.sinkOwners(normal.spec.sinks.map(describeSink), selfId)).map((o) => [o.sink_key, o.name]));
+    // A sink's own rules (file confinement, no foreign file or Secret) need who declares the binding and what it delivered before.
+    const origin = p ? 'api' : 'config';
+    const delivered = (selfId && (await this.q.byId(selfId))?.delivered) || '[]';
     for (const [i, sinkSpec] of normal.spec.sinks.entries()) {
       const owner = taken.get(describeSink(sinkSpec));
       if (owner) throw problem.conflict(`sinks.${i} (${describeSink(sinkSpec)}) is already used by binding "${owner}"`, `sinks.${i}`);
       let sink;
       try {
-        sink = await createSink(sinkSpec, this.deps.sinkDeps, spec.name);
+        sink = await createSink(sinkSpec, this.deps.sinkDeps, spec.name, sinkContext(origin, delivered, sinkSpec));
         await sink.check?.();
       } catch (err) {
         if (err instanceof Problem) {

@@ -28,6 +28,8 @@ export interface KubernetesSecretSinkSpec {
   key?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  /** Take over a Secret that exists and that tokenwarden did not create for this binding (refused by default). */
+  adopt?: boolean;
 }
 
 export interface KubernetesSinkDeps {
@@ -36,6 +38,8 @@ export interface KubernetesSinkDeps {
   clock?: Clock;
   /** The binding's name, put on the Secret as the tokenwarden.dev/binding label. */
   binding?: string;
+  /** The binding's record of this sink: `delivered` = it wrote this key before, so the Secret is its own even if its marks were removed. */
+  record?: { delivered: boolean };
   logger?: Logger;
   /** Attempts of read-modify-write when someone else changes the Secret meanwhile (default 5). */
   maxAttempts?: number;
@@ -75,6 +79,8 @@ export class KubernetesSecretSink implements Sink {
   private readonly maxAttempts: number;
   private readonly sleep: (ms: number) => Promise<void>;
   private clients: KubeClients | undefined;
+  /** This binding wrote here (its record says so, or this instance did). */
+  private claimed: boolean;
 
   constructor(
     private readonly spec: KubernetesSecretSinkSpec,
@@ -85,6 +91,22 @@ export class KubernetesSecretSink implements Sink {
     this.clock = deps.clock ?? systemClock;
     this.maxAttempts = Math.max(1, deps.maxAttempts ?? 5);
     this.sleep = deps.sleep ?? defaultSleep;
+    this.claimed = deps.record?.delivered ?? false;
+  }
+
+  /** Whether the Secret carries tokenwarden's ownership marks for this binding (the managed-by and binding labels). */
+  private labelled(existing: V1Secret): boolean {
+    const labels = existing.metadata?.labels ?? {};
+    return labels[LABEL_MANAGED_BY] === MANAGED_BY && labels[LABEL_BINDING] === this.deps.binding;
+  }
+
+  /** A Secret tokenwarden did not create for this binding is refused, naming it, unless the spec adopts it. */
+  private refuseForeign(existing: V1Secret): void {
+    if (this.claimed || this.spec.adopt || this.labelled(existing)) return;
+    throw problem.conflict(
+      `the Secret ${this.spec.namespace}/${this.spec.name} already exists and tokenwarden did not create it for this binding (no ${LABEL_MANAGED_BY}=${MANAGED_BY}, ${LABEL_BINDING}=${this.deps.binding ?? ''} labels); choose another name, delete it, or set adopt: true on this sink to let tokenwarden take over key "${this.key}"`,
+      'name',
+    );
   }
 
   async write(token: string): Promise<{ changed: boolean }> {
@@ -94,12 +116,15 @@ export class KubernetesSecretSink implements Sink {
       try {
         if (!existing) {
           await this.create(token);
+          this.claimed = true;
           this.deps.logger?.info({ binding: this.deps.binding, target: this.describe }, 'kubernetes secret created');
           return { changed: true };
         }
+        this.refuseForeign(existing);
         const current = existing.data?.[this.key];
         const same = current !== undefined && decode(current) === token;
         const next = this.withToken(existing, token, same);
+        this.claimed = true;
         if (!next) return { changed: false };
         await this.replace(next);
         this.deps.logger?.info(
@@ -122,15 +147,23 @@ export class KubernetesSecretSink implements Sink {
   }
 
   /**
-   * Takes the key out; deletes the whole Secret when tokenwarden created it and nothing else
-   * lives in it. Never deletes a Secret someone else made.
+   * Takes the key out; deletes the whole Secret when tokenwarden created it, it still carries
+   * tokenwarden's labels for this binding and nothing else lives in it. Never deletes a Secret
+   * someone else made; leaves alone one that is not this binding's at all (not created, adopted or
+   * written by it), and says why.
    */
-  async remove(): Promise<void> {
+  async remove(): Promise<{ removed: boolean; reason?: string }> {
     for (let attempt = 1; ; attempt++) {
       const existing = await this.get();
-      if (!existing || existing.data?.[this.key] === undefined) return;
+      if (!existing || existing.data?.[this.key] === undefined) return { removed: true };
       const others = Object.keys(existing.data ?? {}).filter((k) => k !== this.key);
-      const createdByUs = existing.metadata?.annotations?.[ANNOTATION_CREATED] === 'true';
+      const labelled = this.labelled(existing);
+      const createdByUs = existing.metadata?.annotations?.[ANNOTATION_CREATED] === 'true' && labelled;
+      if (!labelled && !this.claimed && !this.spec.adopt) {
+        const reason = `the Secret ${this.spec.namespace}/${this.spec.name} no longer carries tokenwarden's labels for this binding; left as it is`;
+        this.deps.logger?.warn({ binding: this.deps.binding, target: this.describe }, `kubernetes secret not removed: ${reason}`);
+        return { removed: false, reason };
+      }
       try {
         if (createdByUs && others.length === 0) {
           await this.call('delete', () =>
@@ -145,9 +178,9 @@ export class KubernetesSecretSink implements Sink {
           await this.replace(this.withoutToken(existing, createdByUs));
           this.deps.logger?.info({ binding: this.deps.binding, target: this.describe }, 'kubernetes secret key removed');
         }
-        return;
+        return { removed: true };
       } catch (err) {
-        if (isNotFound(err)) return;
+        if (isNotFound(err)) return { removed: true };
         if (!isConflict(err)) throw err;
         await this.backOff(attempt, 'remove', err);
       }
@@ -160,17 +193,27 @@ export class KubernetesSecretSink implements Sink {
    * to read namespaces. A cluster that is unreachable now is not a reason to refuse a binding.
    */
   async check(): Promise<void> {
+    let existing: V1Secret | null;
     try {
-      const existing = await this.get();
+      existing = await this.get();
+    } catch (err) {
+      return this.cannotCheck(err);
+    }
+    if (existing) this.refuseForeign(existing);
+    try {
       if (existing) await this.replace(existing, true);
       else await this.create('dry-run', true);
     } catch (err) {
-      const e = err instanceof KubernetesError ? err : describeKubeError(err, this.action('get'));
-      if (e.failure === 'namespace-missing') throw problem.invalid('namespace', e.message);
-      if (e.failure === 'forbidden') throw new Problem('validation', e.message, { field: 'namespace' });
-      if (e.failure === 'invalid') throw new Problem('validation', e.message, { field: 'name' });
-      this.deps.logger?.warn({ binding: this.deps.binding, target: this.describe, reason: e.failure }, 'cannot check the kubernetes secret sink now; will retry at delivery');
+      this.cannotCheck(err);
     }
+  }
+
+  private cannotCheck(err: unknown): void {
+    const e = err instanceof KubernetesError ? err : describeKubeError(err, this.action('get'));
+    if (e.failure === 'namespace-missing') throw problem.invalid('namespace', e.message);
+    if (e.failure === 'forbidden') throw new Problem('validation', e.message, { field: 'namespace' });
+    if (e.failure === 'invalid') throw new Problem('validation', e.message, { field: 'name' });
+    this.deps.logger?.warn({ binding: this.deps.binding, target: this.describe, reason: e.failure }, 'cannot check the kubernetes secret sink now; will retry at delivery');
   }
 
   // ---- internals ----
