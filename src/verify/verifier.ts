@@ -30,7 +30,7 @@ export type VerifyResult = (typeof VERIFY_RESULTS)[number];
 
 export type Verification =
   | { ok: true; identity: Identity }
-  | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure };
+  | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure; /** rate_limited: whole seconds left in the window. */ retryAfter?: number };
 
 export interface VerifierOptions {
   cacheTtlMs: number;
@@ -66,7 +66,10 @@ interface Positive {
 }
 
 /**
- * The hot path: parse (no I/O) → failure limit → cache → store → decision.
+ * The hot path: positive cache → failure limit → parse (no I/O) → negative cache → store → decision.
+ * A token verified moments ago is answered whatever the failure count of its address (the limit
+ * throttles failures, never good clients); anything else from a limited address is refused
+ * before it is parsed or looked up.
  * Negative entries remember ids that are unknown, revoked or expired, so a flood of bad
  * tokens never reaches the store.
  */
@@ -108,7 +111,6 @@ export class Verifier {
   /** The verdict when no I/O is needed, else the parsed token for the store to look up. */
   private check(bearer: string | undefined, source: Source): Verification | ParsedOk {
     const key = source.ip ?? '';
-    if (this.limiter.blocked(key)) return this.refuse('rate_limited');
     const now = this.clock.now();
     // The common case, a token verified moments ago, is decided without parsing it again.
     const seenId = peekId(bearer);
@@ -117,6 +119,11 @@ export class Verifier {
       this.lastUse.note(seenId!, now, source);
       this.onResult('ok');
       return seen.verdict;
+    }
+    const blockedMs = this.limiter.blockedFor(key);
+    if (blockedMs > 0) {
+      this.onResult('rate_limited');
+      return rateLimited(blockedMs);
     }
     const parsed = parseToken(bearer);
     if (!parsed.ok) {
@@ -252,6 +259,18 @@ const FAILURE_DETAIL: Record<FailureReason, string> = {
 const REFUSALS = Object.fromEntries(
   Object.entries(FAILURE_DETAIL).map(([reason, detail]) => [reason, Object.freeze({ ok: false, reason, detail })]),
 ) as Record<FailureReason, Verification>;
+
+/** One shared verdict per whole second left, so a flood from a limited address allocates nothing either. */
+const RATE_LIMITED = new Map<number, Verification>();
+function rateLimited(msLeft: number): Verification {
+  const seconds = Math.max(1, Math.ceil(msLeft / 1000));
+  let v = RATE_LIMITED.get(seconds);
+  if (v === undefined) {
+    v = Object.freeze({ ok: false as const, reason: 'rate_limited' as const, detail: FAILURE_DETAIL.rate_limited, retryAfter: seconds });
+    if (RATE_LIMITED.size < 100_000) RATE_LIMITED.set(seconds, v);
+  }
+  return v;
+}
 
 const MALFORMED = Object.fromEntries(
   (['prefix', 'length', 'charset', 'checksum'] as const).map((p) => [p, Object.freeze({ ok: false, reason: 'malformed', detail: FAILURE_DETAIL.malformed, parseFailure: p })]),
