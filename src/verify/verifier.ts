@@ -76,6 +76,12 @@ interface Positive {
 export class Verifier {
   private readonly positive = new Map<string, Positive>();
   private readonly negative = new Map<string, { reason: FailureReason; until: number }>();
+  /**
+   * Tokens this verifier has found valid, kept past the positive cache's TTL and grant changes
+   * (dropped on revocation): from a limited address such a token may still ask the store, so a
+   * good client is not locked out when its cache entry lapses. A bad token never matches one.
+   */
+  private readonly vouched = new Map<string, { checksum: string; hash: string }>();
   readonly limiter: FailureLimiter;
   readonly lastUse: LastUseRecorder;
   /** Called on every decision, for metrics; kept synchronous and cheap. */
@@ -121,7 +127,7 @@ export class Verifier {
       return seen.verdict;
     }
     const blockedMs = this.limiter.blockedFor(key);
-    if (blockedMs > 0) {
+    if (blockedMs > 0 && !this.isVouched(seenId, bearer)) {
       this.onResult('rate_limited');
       return rateLimited(blockedMs);
     }
@@ -202,6 +208,12 @@ export class Verifier {
   invalidate(tokenId: string): void {
     this.positive.delete(tokenId);
     this.negative.delete(tokenId);
+    this.vouched.delete(tokenId);
+  }
+
+  private isVouched(id: string | undefined, bearer: string | undefined): boolean {
+    const known = id === undefined ? undefined : this.vouched.get(id);
+    return known !== undefined && isSameToken(bearer!, known);
   }
 
   invalidateActor(actorId: string): void {
@@ -211,6 +223,7 @@ export class Verifier {
   /** A revocation learnt from another replica: drop the entry and refuse at once. */
   markRevoked(tokenId: string): void {
     this.positive.delete(tokenId);
+    this.vouched.delete(tokenId);
     this.remember(tokenId, 'revoked', this.clock.now() + this.options.negativeTtlMs);
   }
 
@@ -224,6 +237,11 @@ export class Verifier {
       if (oldest !== undefined) this.positive.delete(oldest);
     }
     this.positive.set(id, entry);
+    if (this.vouched.size >= this.options.cacheSize && !this.vouched.has(id)) {
+      const oldest = this.vouched.keys().next().value;
+      if (oldest !== undefined) this.vouched.delete(oldest);
+    }
+    this.vouched.set(id, { checksum: entry.checksum, hash: entry.hash });
   }
 
   private remember(id: string, reason: FailureReason, until: number): void {
