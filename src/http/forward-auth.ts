@@ -28,8 +28,8 @@ export type Credential = string | undefined | typeof TWO_CREDENTIALS;
  * Reads the bearer token: `Authorization: Bearer …` (scheme case-insensitive, as RFC 6750),
  * or the configured header holding the bare token. Two Authorization headers (node:http keeps
  * only the first in `req.headers`, so `rawHeaders` is counted), two tokens in one header
- * ("Bearer a, Bearer b", "Bearer a b"), or a token in both places → TWO_CREDENTIALS: a proxy
- * reading another one than we do would see another credential.
+ * ("Bearer a, Bearer b", "Bearer a b"), or two of the configured header → TWO_CREDENTIALS: a
+ * proxy reading another one than we do would see another credential.
  */
 export function credentialOf(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, extraHeader?: string): Credential {
   const raw = req.rawHeaders;
@@ -47,10 +47,10 @@ export function credentialOf(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'
     bearer = auth.slice(7).trim();
     if (HAS_SEPARATOR.test(bearer)) return TWO_CREDENTIALS;
   }
-  if (extraHeader && extras) {
+  // Authorization: Bearer wins over the configured header, as before (the gate strips both).
+  if (bearer === undefined && extraHeader && extras) {
     const v = req.headers[extraHeader];
     if (typeof v === 'string' && v) {
-      if (bearer !== undefined) return TWO_CREDENTIALS;
       const t = v.trim();
       if (HAS_SEPARATOR.test(t)) return TWO_CREDENTIALS;
       return t;
