@@ -1,6 +1,11 @@
 import { connect as tcpConnect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ManualClock } from '../src/clock.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ManualClock, systemClock } from '../src/clock.js';
+import { createGate, listenGate } from '../src/gate/proxy.js';
+import { remoteCheck } from '../src/gate/remote-check.js';
+import { createLogger } from '../src/observe/log.js';
 import { loadConfig } from '../src/config/config.js';
 import { mintToken } from '../src/token/format.js';
 import { clientAddress, proxyTrust } from '../src/verify/request-origin.js';
@@ -200,5 +205,41 @@ describe('the auth listener thread follows the same rules', () => {
     const retryAfter = Number(/retry-after: (\d+)/.exec(limited.head)?.[1]);
     expect(retryAfter).toBeGreaterThan(30);
     expect(retryAfter).toBeLessThanOrEqual(45);
+  });
+});
+
+describe('the gate follows the same rules', () => {
+  let s: TestServer;
+  let upstreamHits = 0;
+  const upstream = createServer((_req, res) => {
+    upstreamHits++;
+    res.end('node_up 1\n');
+  });
+  let gate: Awaited<ReturnType<typeof createGate>>;
+  let gateUrl: string;
+  beforeAll(async () => {
+    s = await startTestServer();
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    gate = createGate({
+      upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`,
+      check: remoteCheck({ server: s.url, requirement: { scopes: ['metrics.read'], satisfy: 'all' }, cacheTtlMs: 5000, clock: systemClock }),
+      logger: createLogger({ level: 'silent' }),
+    });
+    gateUrl = await listenGate(gate, '127.0.0.1', 0);
+  });
+  afterAll(async () => {
+    await gate?.close();
+    upstream.close();
+    await s?.close();
+  });
+
+  it('refuses two Authorization headers with 400 without reaching the upstream; one passes', async () => {
+    const { token } = await mintFor(s, 'bot-edge', ['metrics.read']);
+    const dup = await rawRequest(gateUrl, '/metrics', [`Authorization: Bearer ${token}`, `Authorization: Bearer ${mintToken().plaintext}`]);
+    expect(dup.status).toBe(400);
+    expect(dup.head).toContain('error="invalid_request"');
+    expect(upstreamHits).toBe(0);
+    expect((await rawRequest(gateUrl, '/metrics', [`Authorization: Bearer ${token}`])).status).toBe(200);
+    expect(upstreamHits).toBe(1);
   });
 });
