@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Authority, type CreatedToken } from './authority/authority.js';
 import { type Clock, systemClock } from './clock.js';
@@ -14,6 +15,7 @@ import { Metrics } from './observe/metrics.js';
 import { attachStoreGauges } from './observe/store-gauges.js';
 import { Notifier, resolveNotifySettings } from './observe/notify.js';
 import { connect } from './store/connect.js';
+import { openDataDirs } from './store/private-files.js';
 import { Store } from './store/store.js';
 import { ChangeWatch } from './verify/change-watch.js';
 import { RevocationListener } from './store/pg-notify.js';
@@ -104,7 +106,12 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins, notifier };
   // Bindings (config file and API) and the rotation controller; the controller starts once the app listens.
   // Bindings with `source:` deliver an upstream's token instead of a minted one (src/sources/provider.ts).
-  const sealed = SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
+  const keyPath = deliveryKeyPath(config, store.engine, store.location);
+  const sealed = SealedBox.fromFile(keyPath);
+  // Directories tokenwarden creates are 0700; one that existed before and is open to others is the operator's to fix.
+  for (const open of openDataDirs([...(store.engine === 'sqlite' ? [dirname(store.location)] : []), dirname(keyPath)])) {
+    logger.warn(open, `the data dir ${open.dir} is open to other users (mode ${open.mode}); it holds the database and keys: run "chmod 700 ${open.dir}"`);
+  }
   const sourceProvider = options.delivery?.sourceProvider ?? createSourceProviderFactory({ store, clock, logger, metrics, sealed, kubernetes });
   const delivery = createDelivery(
     { config, store, authority, verifier, metrics, clock, logger, notifier },

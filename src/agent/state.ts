@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { replaceFileAtomically } from '../delivery/sinks/file.js';
+import { makePrivateDir } from '../store/private-files.js';
 import type { SourceStateStore } from '../sources/sealed-state.js';
 import type { RefreshState } from '../sources/refresher.js';
 
@@ -58,7 +59,7 @@ export class AgentStateFile implements SourceStateStore {
   }
 
   private async replace(text: string): Promise<void> {
-    mkdirSync(dirname(this.path), { recursive: true });
+    makePrivateDir(dirname(this.path));
     await replaceFileAtomically(this.path, text, 0o600);
   }
 

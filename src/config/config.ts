@@ -7,6 +7,7 @@ import { parseDuration } from '../clock.js';
 import { KubernetesConfigSchema, kubeConfigOptionsFrom } from '../kubernetes/config.js';
 import { BindingSpecSchema, mintFieldProblems } from './binding-schema.js';
 import { describeSchemaErrors } from './problems.js';
+import { trustedProxyProblem } from '../verify/request-origin.js';
 
 /** Durations are written as "90d", "12h", "30s" or a number of seconds. */
 export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|w)?\\s*$' }), T.Number({ minimum: 0 })], {
@@ -41,7 +42,10 @@ export const ServerConfigSchema = T.Object(
         failureLimit: T.Integer({ minimum: 0, default: 30, description: 'failed attempts per source address per window before 429; 0 turns the limit off' }),
         failureWindow: T.Optional(Duration),
         header: T.Optional(T.String({ description: 'an extra header to read the token from, e.g. X-Api-Key' })),
-        trustedProxies: T.Array(T.String(), { default: ['127.0.0.1', '::1', '::ffff:127.0.0.1'] }),
+        trustedProxies: T.Array(T.String(), {
+          default: ['127.0.0.1', '::1'],
+          description: 'proxies (IPs or CIDR blocks) whose X-Forwarded-For is read, from the right (docs/forward-auth.md); [] trusts none',
+        }),
       },
       { default: {} },
     ),
@@ -193,6 +197,10 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
       const from = envSources.get('delivery.fileRoots');
       problems.push(`delivery.fileRoots[${i}]${from ? ` (from ${from})` : ''}: "${root}" is not an absolute directory; write it as /var/lib/tokens or similar`);
     }
+  }
+  for (const [i, entry] of (Array.isArray(withDefaults.verify?.trustedProxies) ? withDefaults.verify.trustedProxies : []).entries()) {
+    const p = typeof entry === 'string' ? trustedProxyProblem(entry) : undefined;
+    if (p) problems.push(`verify.trustedProxies[${i}]: ${p}; list the proxies in front of tokenwarden by address or CIDR block`);
   }
   const auth = withDefaults.authListen;
   if (auth && auth.port !== 0 && auth.port === withDefaults.listen.port && (auth.host === withDefaults.listen.host || [auth.host, withDefaults.listen.host].includes('0.0.0.0'))) {

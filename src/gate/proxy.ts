@@ -2,9 +2,10 @@ import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, typ
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Problem } from '../errors.js';
-import { bearerFrom, sourceOf } from '../http/forward-auth.js';
+import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL, credentialOf } from '../http/forward-auth.js';
+import { normalizeIp, proxyTrust, requestOrigin } from '../verify/request-origin.js';
 import { type Logger, redactUrl } from '../observe/log.js';
-import type { GateCheck, GateVerdict } from './check.js';
+import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 export interface GateOptions {
   /** The exporter or service to protect, e.g. http://127.0.0.1:9100 */
@@ -38,7 +39,7 @@ export function createGate(options: GateOptions): Gate {
   const agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 256 }) : new HttpAgent({ keepAlive: true, maxSockets: 256 });
   const send = https ? httpsRequest : httpRequest;
   const prefix = upstream.pathname.replace(/\/+$/, '');
-  const trusted = options.trustedProxies ?? [];
+  const trust = proxyTrust(options.trustedProxies ?? []);
   const { check, logger, header } = options;
 
   function forwardedHeaders(req: IncomingMessage, identity: OutgoingHttpHeaders, clientIp: string | null): OutgoingHttpHeaders {
@@ -49,8 +50,8 @@ export function createGate(options: GateOptions): Gate {
       out[name] = req.headers[name];
     }
     const prior = req.headers['x-forwarded-for'];
-    const peer = req.socket.remoteAddress ?? clientIp ?? '';
-    out['x-forwarded-for'] = typeof prior === 'string' && trusted.includes(peer) ? `${prior}, ${peer}` : peer;
+    const peer = normalizeIp(req.socket.remoteAddress ?? clientIp ?? '');
+    out['x-forwarded-for'] = typeof prior === 'string' && trust.trusts(peer) ? `${prior}, ${peer}` : peer;
     out['x-forwarded-proto'] ??= 'http';
     if (req.headers.host) out['x-forwarded-host'] ??= req.headers.host;
     out.host = upstream.host;
@@ -107,10 +108,12 @@ export function createGate(options: GateOptions): Gate {
   }
 
   const server = createServer((req, res) => {
-    const source = sourceOf(req, trusted);
+    const source = requestOrigin(req, trust);
+    const credential = credentialOf(req, header);
+    if (credential === TWO_CREDENTIALS) return act(req, res, verdictOf(TWO_CREDENTIALS_REFUSAL), source.ip);
     let verdict: GateVerdict | Promise<GateVerdict>;
     try {
-      verdict = check.check(bearerFrom(req.headers, header), source);
+      verdict = check.check(credential, source);
     } catch (err) {
       return unavailable(req, res, err);
     }

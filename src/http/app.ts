@@ -4,7 +4,8 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Problem } from '../errors.js';
 import type { AppContext } from './context.js';
-import { bearerFrom, challenge, createForwardAuthHandler, forwardAuthOptions, isForwardAuthPath, sourceOf } from './forward-auth.js';
+import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL, challenge, createForwardAuthHandler, credentialOf, forwardAuthOptions, isForwardAuthPath, sourceOf } from './forward-auth.js';
+import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from '../store/errors.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerDoctorRoutes } from '../observe/doctor/routes.js';
@@ -21,7 +22,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: ctx.logger as unknown as import("fastify").FastifyBaseLogger,
     bodyLimit: 64 * 1024,
-    trustProxy: ctx.config.verify.trustedProxies,
+    // No trustProxy: the client address comes from the one source-address rule (sourceOf), also for the request log.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -36,6 +37,11 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       }, ctx.logger),
   });
   app.decorateRequest('principal', null as never);
+  app.decorateRequest('clientIp', {
+    getter(this: FastifyRequest) {
+      return sourceOf(this.raw, ctx.config.verify.trustedProxies).ip;
+    },
+  });
 
   await app.register(swagger, {
     openapi: {
@@ -53,6 +59,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     const p = toProblem(err);
     if (p.status >= 500) req.log.error({ err }, 'request failed');
     if (p.status === 401) reply.header('www-authenticate', 'Bearer realm="tokenwarden", error="invalid_token"');
+    if (p.status === 503) reply.header('retry-after', String(STORE_RETRY_AFTER_SECONDS));
     reply.code(p.status).type('application/problem+json').send(p.toBody(req.url.split('?')[0]));
   });
   app.setNotFoundHandler((req, reply) => {
@@ -87,13 +94,24 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
 export async function authenticate(ctx: AppContext, req: FastifyRequest, reply: import('fastify').FastifyReply): Promise<void> {
   const { header, trustedProxies } = forwardAuthOptions(ctx.config);
   const source = sourceOf(req.raw, trustedProxies);
-  const v = await ctx.verifier.verify(bearerFrom(req.headers, header), source);
+  const credential = credentialOf(req.raw, header);
+  if (credential === TWO_CREDENTIALS) {
+    ctx.verifier.onResult('malformed');
+    reply
+      .code(400)
+      .header('www-authenticate', challenge(TWO_CREDENTIALS_REFUSAL))
+      .type('application/problem+json')
+      .send(new Problem('bad-request', TWO_CREDENTIALS_REFUSAL.description, { field: 'authorization' }).toBody(req.url.split('?')[0]));
+    return reply;
+  }
+  const v = await ctx.verifier.verify(credential, source);
   if (!v.ok) {
     const status = v.reason === 'rate_limited' ? 429 : 401;
     const detail =
       v.reason === 'missing'
         ? 'send a tokenwarden token as "Authorization: Bearer twd_…"'
         : `${v.detail}; run "tokenwarden doctor" with the token to see why`;
+    if (v.retryAfter !== undefined) reply.header('retry-after', String(v.retryAfter));
     reply
       .code(status)
       .header('www-authenticate', challenge({ status: 401, error: v.reason === 'missing' ? '' : 'invalid_token', description: v.detail }))
@@ -113,6 +131,7 @@ export async function authenticate(ctx: AppContext, req: FastifyRequest, reply: 
 
 function toProblem(err: FastifyError | Problem): Problem {
   if (err instanceof Problem) return err;
+  if (storeUnavailable(err)) return new Problem('unavailable', `the store cannot be reached right now; retry in ${STORE_RETRY_AFTER_SECONDS} s (the server log says why)`);
   const fe = err as FastifyError & { validation?: { instancePath: string; message?: string; params?: Record<string, unknown> }[]; validationContext?: string };
   if (fe.validation) {
     const errors = fe.validation.map((v) => {

@@ -28,5 +28,7 @@ export interface AppContext {
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal;
+    /** The client's address by the one source-address rule (src/verify/request-origin.ts). */
+    readonly clientIp: string | null;
   }
 }

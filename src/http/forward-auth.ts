@@ -1,5 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ResolvedConfig } from '../config/config.js';
+import { STORE_RETRY_AFTER_SECONDS } from '../store/errors.js';
+import { proxyTrust, requestOrigin } from '../verify/request-origin.js';
 import { type Identity, type Source, type Verification, type Verifier, hasScopes } from '../verify/verifier.js';
 
 export interface Requirement {
@@ -18,32 +20,51 @@ export function forwardAuthOptions(config: Pick<ResolvedConfig, 'verify'>): Forw
   return { header: config.verify.header?.toLowerCase(), trustedProxies: config.verify.trustedProxies };
 }
 
+/** More than one credential in one request: refused with 400, as RFC 6750 §2 asks (one method, one token). */
+export const TWO_CREDENTIALS: unique symbol = Symbol('two credentials');
+export type Credential = string | undefined | typeof TWO_CREDENTIALS;
+
 /**
  * Reads the bearer token: `Authorization: Bearer …` (scheme case-insensitive, as RFC 6750),
- * or the configured header holding the bare token.
+ * or the configured header holding the bare token. Two Authorization headers (node:http keeps
+ * only the first in `req.headers`, so `rawHeaders` is counted), two tokens in one header
+ * ("Bearer a, Bearer b", "Bearer a b"), or two of the configured header → TWO_CREDENTIALS: a
+ * proxy reading another one than we do would see another credential.
  */
-export function bearerFrom(headers: IncomingMessage['headers'], extraHeader?: string): string | undefined {
-  const auth = headers.authorization;
-  if (auth && auth.length > 7 && (auth.startsWith('Bearer ') || auth.slice(0, 7).toLowerCase() === 'bearer ')) return auth.slice(7).trim();
-  if (extraHeader) {
-    const v = headers[extraHeader];
-    if (typeof v === 'string' && v) return v.trim();
+export function credentialOf(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'>, extraHeader?: string): Credential {
+  const raw = req.rawHeaders;
+  let auths = 0;
+  let extras = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    if (k.length === 13 && (k === 'authorization' || k === 'Authorization' || k.toLowerCase() === 'authorization')) auths++;
+    else if (extraHeader !== undefined && k.length === extraHeader.length && k.toLowerCase() === extraHeader) extras++;
   }
-  return undefined;
+  if (auths > 1 || extras > 1) return TWO_CREDENTIALS;
+  const auth = req.headers.authorization;
+  let bearer: string | undefined;
+  if (auth && auth.length > 7 && (auth.startsWith('Bearer ') || auth.slice(0, 7).toLowerCase() === 'bearer ')) {
+    bearer = auth.slice(7).trim();
+    if (HAS_SEPARATOR.test(bearer)) return TWO_CREDENTIALS;
+  }
+  // Authorization: Bearer wins over the configured header, as before (the gate strips both).
+  if (bearer === undefined && extraHeader && extras) {
+    const v = req.headers[extraHeader];
+    if (typeof v === 'string' && v) {
+      const t = v.trim();
+      if (HAS_SEPARATOR.test(t)) return TWO_CREDENTIALS;
+      return t;
+    }
+  }
+  return bearer || undefined;
 }
 
-/** The client behind a trusted proxy (nginx, Caddy, Traefik) is the first X-Forwarded-For hop, else X-Real-IP. */
+/** A token68 (RFC 7235) holds no space and no comma; a value that does holds two credentials. */
+const HAS_SEPARATOR = /[\s,]/;
+
+/** The client address by the one source-address rule (src/verify/request-origin.ts). */
 export function sourceOf(req: IncomingMessage, trusted: readonly string[]): Source {
-  const peer = req.socket.remoteAddress ?? null;
-  let ip = peer;
-  if (peer && trusted.includes(peer)) {
-    const xff = req.headers['x-forwarded-for'];
-    const real = req.headers['x-real-ip'];
-    if (typeof xff === 'string' && xff) ip = xff.split(',')[0]!.trim();
-    else if (typeof real === 'string' && real) ip = real.trim();
-  }
-  const ua = req.headers['user-agent'];
-  return { ip, userAgent: typeof ua === 'string' ? ua : null };
+  return requestOrigin(req, proxyTrust(trusted));
 }
 
 /** `/auth` or `/auth?…`: the requests the forward-auth handler answers, ahead of any framework. */
@@ -81,7 +102,7 @@ export function identityHeaders(identity: Identity): Record<string, string> {
 
 const REALM = 'realm="tokenwarden"';
 
-export type Refusal = { status: 401 | 403 | 429; error: string; description: string; scope?: string };
+export type Refusal = { status: 400 | 401 | 403 | 429; error: string; description: string; scope?: string; retryAfter?: number };
 export type Decision = { status: 200; identity: Identity } | Refusal;
 
 /** Verdicts are mostly shared constants (see Verifier), so their decisions can be too. */
@@ -95,7 +116,7 @@ export function toDecision(verifier: Verifier, v: Verification, requirement: Req
     if (d === undefined) {
       d =
         v.reason === 'rate_limited'
-          ? { status: 429, error: 'rate_limited', description: v.detail }
+          ? { status: 429, error: 'rate_limited', description: v.detail, retryAfter: v.retryAfter }
           : { status: 401, error: v.reason === 'missing' ? '' : 'invalid_token', description: v.detail };
       refusalOf.set(v, d);
     }
@@ -116,13 +137,25 @@ export function toDecision(verifier: Verifier, v: Verification, requirement: Req
   return d;
 }
 
-/** The decision when it needs no I/O (cached, malformed, rate limited); `undefined` when the store must be asked. */
-export function decideCached(verifier: Verifier, bearer: string | undefined, source: Source, requirement: Requirement): Decision | undefined {
+/** The answer to a request carrying more than one credential (see credentialOf). */
+export const TWO_CREDENTIALS_REFUSAL: Refusal = Object.freeze({
+  status: 400 as const,
+  error: 'invalid_request',
+  description: 'the request carries more than one credential (two Authorization headers, or two tokens in one); send exactly one bearer token',
+});
+
+/** The decision when it needs no I/O (cached, malformed, rate limited, two credentials); `undefined` when the store must be asked. */
+export function decideCached(verifier: Verifier, bearer: Credential, source: Source, requirement: Requirement): Decision | undefined {
+  if (bearer === TWO_CREDENTIALS) {
+    verifier.onResult('malformed');
+    return TWO_CREDENTIALS_REFUSAL;
+  }
   const v = verifier.verifyCached(bearer, source);
   return v === undefined ? undefined : toDecision(verifier, v, requirement);
 }
 
-export async function decide(verifier: Verifier, bearer: string | undefined, source: Source, requirement: Requirement): Promise<Decision> {
+export async function decide(verifier: Verifier, bearer: Credential, source: Source, requirement: Requirement): Promise<Decision> {
+  if (bearer === TWO_CREDENTIALS) return decideCached(verifier, bearer, source, requirement)!;
   return toDecision(verifier, await verifier.verify(bearer, source), requirement);
 }
 
@@ -145,7 +178,7 @@ const preparedRefusals = new WeakMap<Refusal, PreparedResponse>();
 export function refusalResponse(d: Refusal): PreparedResponse {
   let r = preparedRefusals.get(d);
   if (r !== undefined) return r;
-  const body = `${d.status === 403 ? 'forbidden' : d.status === 429 ? 'too many failed attempts' : 'unauthorized'}: ${d.description}\n`;
+  const body = `${d.status === 403 ? 'forbidden' : d.status === 429 ? 'too many failed attempts' : d.status === 400 ? 'bad request' : 'unauthorized'}: ${d.description}\n`;
   r = {
     headers: {
       'www-authenticate': challenge(d),
@@ -153,7 +186,8 @@ export function refusalResponse(d: Refusal): PreparedResponse {
       'x-error-status': String(d.status),
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(Buffer.byteLength(body)),
-      ...(d.status === 429 ? { 'retry-after': '60' } : {}),
+      // Seconds left in the failure window (verify.failureWindow), from the limiter.
+      ...(d.status === 429 ? { 'retry-after': String(d.retryAfter ?? 1) } : {}),
     },
     body,
   };
@@ -189,17 +223,23 @@ const UNAVAILABLE_BODY = 'verification is unavailable (store not reachable)\n';
  * the services behind the proxy pays for it; a cached token is answered synchronously.
  */
 export function createForwardAuthHandler(verifier: Verifier, options: ForwardAuthOptions) {
-  const { header, trustedProxies } = options;
+  const { header } = options;
+  const trust = proxyTrust(options.trustedProxies);
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const source = sourceOf(req, trustedProxies);
-    const bearer = bearerFrom(req.headers, header);
+    const source = requestOrigin(req, trust);
+    const bearer = credentialOf(req, header);
     const requirement = requirementOf(req.url ?? '');
     const cached = decideCached(verifier, bearer, source, requirement);
     if (cached !== undefined) return answer(res, cached);
     decide(verifier, bearer, source, requirement).then(
       (d) => answer(res, d),
       () => {
-        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'x-error-status': '503', 'content-length': String(UNAVAILABLE_BODY.length) });
+        res.writeHead(503, {
+          'content-type': 'text/plain; charset=utf-8',
+          'x-error-status': '503',
+          'retry-after': String(STORE_RETRY_AFTER_SECONDS),
+          'content-length': String(UNAVAILABLE_BODY.length),
+        });
         res.end(UNAVAILABLE_BODY);
       },
     );

@@ -49,10 +49,11 @@ export function createLogger(options: { level?: string; stream?: DestinationStre
         },
       },
       serializers: {
-        req: (req: { method?: string; url?: string; ip?: string; id?: string; headers?: Record<string, unknown> }) => ({
+        req: (req: { method?: string; url?: string; ip?: string; clientIp?: string | null; id?: string; headers?: Record<string, unknown> }) => ({
           method: req.method,
           url: redactUrl(req.url ?? ''),
-          remoteAddress: req.ip,
+          // The API's request decorates clientIp (the one source-address rule); a bare request has only its peer.
+          remoteAddress: req.clientIp ?? req.ip,
           userAgent: typeof req.headers?.['user-agent'] === 'string' ? redactTokens(req.headers['user-agent']) : undefined,
         }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),

@@ -1,10 +1,10 @@
-import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
+import { createPrivateFile, makePrivateDir, narrowToPrivate } from './private-files.js';
 
 export interface Connection {
   db: Kysely<Database>;
@@ -41,9 +41,13 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
   } else {
     engine = 'sqlite';
     const path = describeLocation(url);
-    mkdirSync(dirname(path), { recursive: true });
+    // SQLite creates -wal and -shm with the mode of the database file: a 0600 database keeps them 0600.
+    makePrivateDir(dirname(path));
+    createPrivateFile(path);
+    narrowToPrivate([path]);
     const file = new SQLite(path);
     file.pragma('journal_mode = WAL');
+    narrowToPrivate([`${path}-wal`, `${path}-shm`]);
     file.pragma('busy_timeout = 5000');
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');

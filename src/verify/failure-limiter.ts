@@ -11,14 +11,20 @@ export class FailureLimiter {
   ) {}
 
   blocked(source: string): boolean {
-    if (this.limit <= 0) return false;
+    return this.blockedFor(source) > 0;
+  }
+
+  /** Milliseconds left in the source's window when it is over the limit, else 0. */
+  blockedFor(source: string): number {
+    if (this.limit <= 0) return 0;
     const w = this.windows.get(source);
-    if (!w) return false;
-    if (this.clock.now() - w.start >= this.windowMs) {
+    if (!w) return 0;
+    const left = w.start + this.windowMs - this.clock.now();
+    if (left <= 0) {
       this.windows.delete(source);
-      return false;
+      return 0;
     }
-    return w.count >= this.limit;
+    return w.count >= this.limit ? left : 0;
   }
 
   fail(source: string): void {

@@ -30,7 +30,7 @@ export type VerifyResult = (typeof VERIFY_RESULTS)[number];
 
 export type Verification =
   | { ok: true; identity: Identity }
-  | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure };
+  | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure; /** rate_limited: whole seconds left in the window. */ retryAfter?: number };
 
 export interface VerifierOptions {
   cacheTtlMs: number;
@@ -66,13 +66,22 @@ interface Positive {
 }
 
 /**
- * The hot path: parse (no I/O) → failure limit → cache → store → decision.
+ * The hot path: positive cache → failure limit → parse (no I/O) → negative cache → store → decision.
+ * A token verified moments ago is answered whatever the failure count of its address (the limit
+ * throttles failures, never good clients); anything else from a limited address is refused
+ * before it is parsed or looked up.
  * Negative entries remember ids that are unknown, revoked or expired, so a flood of bad
  * tokens never reaches the store.
  */
 export class Verifier {
   private readonly positive = new Map<string, Positive>();
   private readonly negative = new Map<string, { reason: FailureReason; until: number }>();
+  /**
+   * Tokens this verifier has found valid, kept past the positive cache's TTL and grant changes
+   * (dropped on revocation): from a limited address such a token may still ask the store, so a
+   * good client is not locked out when its cache entry lapses. A bad token never matches one.
+   */
+  private readonly vouched = new Map<string, { checksum: string; hash: string }>();
   readonly limiter: FailureLimiter;
   readonly lastUse: LastUseRecorder;
   /** Called on every decision, for metrics; kept synchronous and cheap. */
@@ -108,7 +117,6 @@ export class Verifier {
   /** The verdict when no I/O is needed, else the parsed token for the store to look up. */
   private check(bearer: string | undefined, source: Source): Verification | ParsedOk {
     const key = source.ip ?? '';
-    if (this.limiter.blocked(key)) return this.refuse('rate_limited');
     const now = this.clock.now();
     // The common case, a token verified moments ago, is decided without parsing it again.
     const seenId = peekId(bearer);
@@ -117,6 +125,11 @@ export class Verifier {
       this.lastUse.note(seenId!, now, source);
       this.onResult('ok');
       return seen.verdict;
+    }
+    const blockedMs = this.limiter.blockedFor(key);
+    if (blockedMs > 0 && !this.isVouched(seenId, bearer)) {
+      this.onResult('rate_limited');
+      return rateLimited(blockedMs);
     }
     const parsed = parseToken(bearer);
     if (!parsed.ok) {
@@ -195,6 +208,12 @@ export class Verifier {
   invalidate(tokenId: string): void {
     this.positive.delete(tokenId);
     this.negative.delete(tokenId);
+    this.vouched.delete(tokenId);
+  }
+
+  private isVouched(id: string | undefined, bearer: string | undefined): boolean {
+    const known = id === undefined ? undefined : this.vouched.get(id);
+    return known !== undefined && isSameToken(bearer!, known);
   }
 
   invalidateActor(actorId: string): void {
@@ -204,6 +223,7 @@ export class Verifier {
   /** A revocation learnt from another replica: drop the entry and refuse at once. */
   markRevoked(tokenId: string): void {
     this.positive.delete(tokenId);
+    this.vouched.delete(tokenId);
     this.remember(tokenId, 'revoked', this.clock.now() + this.options.negativeTtlMs);
   }
 
@@ -217,6 +237,11 @@ export class Verifier {
       if (oldest !== undefined) this.positive.delete(oldest);
     }
     this.positive.set(id, entry);
+    if (this.vouched.size >= this.options.cacheSize && !this.vouched.has(id)) {
+      const oldest = this.vouched.keys().next().value;
+      if (oldest !== undefined) this.vouched.delete(oldest);
+    }
+    this.vouched.set(id, { checksum: entry.checksum, hash: entry.hash });
   }
 
   private remember(id: string, reason: FailureReason, until: number): void {
@@ -252,6 +277,18 @@ const FAILURE_DETAIL: Record<FailureReason, string> = {
 const REFUSALS = Object.fromEntries(
   Object.entries(FAILURE_DETAIL).map(([reason, detail]) => [reason, Object.freeze({ ok: false, reason, detail })]),
 ) as Record<FailureReason, Verification>;
+
+/** One shared verdict per whole second left, so a flood from a limited address allocates nothing either. */
+const RATE_LIMITED = new Map<number, Verification>();
+function rateLimited(msLeft: number): Verification {
+  const seconds = Math.max(1, Math.ceil(msLeft / 1000));
+  let v = RATE_LIMITED.get(seconds);
+  if (v === undefined) {
+    v = Object.freeze({ ok: false as const, reason: 'rate_limited' as const, detail: FAILURE_DETAIL.rate_limited, retryAfter: seconds });
+    if (RATE_LIMITED.size < 100_000) RATE_LIMITED.set(seconds, v);
+  }
+  return v;
+}
 
 const MALFORMED = Object.fromEntries(
   (['prefix', 'length', 'charset', 'checksum'] as const).map((p) => [p, Object.freeze({ ok: false, reason: 'malformed', detail: FAILURE_DETAIL.malformed, parseFailure: p })]),
