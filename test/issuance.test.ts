@@ -390,3 +390,63 @@ describe('property: whatever is issued, the policy allows (seeded random callers
     expect(outcomes.refused).toBeGreaterThan(20);
   }, 120_000);
 });
+
+describe('bootstrap lifetime and tokenwarden admin recover (real SQLite data dir, the built CLI)', () => {
+  it('the first admin token lives 24 h by default (tokens.bootstrapLifetime, TOKENWARDEN_BOOTSTRAP_LIFETIME), never beyond the maximum', async () => {
+    const { ConfigError, loadConfig } = await import('../src/config/config.js');
+    expect(loadConfig({ env: {} }).durations.bootstrapLifetimeMs).toBe(DAY);
+    expect(loadConfig({ env: { TOKENWARDEN_BOOTSTRAP_LIFETIME: '2h' } }).durations.bootstrapLifetimeMs).toBe(2 * HOUR);
+    expect(loadConfig({ env: { TOKENWARDEN_MAX_TOKEN_LIFETIME: '1h', TOKENWARDEN_DEFAULT_TOKEN_LIFETIME: '1h' } }).durations.bootstrapLifetimeMs).toBe(HOUR);
+    expect(() => loadConfig({ env: { TOKENWARDEN_BOOTSTRAP_LIFETIME: '400d' } })).toThrow(ConfigError);
+    const own = await startTestServer({ config: { tokens: { bootstrapLifetime: '24h' } } });
+    try {
+      const me = (await own.api('GET', `/api/v1/tokens/${own.adminToken.slice(4, 16)}`)).body;
+      expect(Date.parse(me.expiresAt) - Date.parse(me.createdAt)).toBe(DAY);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('re-enables admin, prints a 1 h admin token once that works against the running server, audited without the secret', async () => {
+    const { runCli } = await import('./support/cli.js');
+    const data = tempDir('recover');
+    const own = await startTestServer({ dbPath: join(data, 'tokenwarden.db') });
+    try {
+      // A second admin disables "admin": its token stops working.
+      await own.api('POST', '/api/v1/actors', { name: 'root2', kind: 'user', roles: ['admin'] });
+      const other = await own.api('POST', '/api/v1/tokens', { actor: 'root2', name: 'x', scopes: ['actor.manage'] });
+      expect((await own.api('PATCH', '/api/v1/actors/admin', { disabled: true }, other.body.token)).status).toBe(200);
+      expect((await own.api('GET', '/api/v1/whoami')).status).toBe(401);
+
+      const bad = await runCli(['admin', 'recover', '--data-dir', data, '--expires-in', '400d']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toContain('--expires-in: the lifetime is beyond the maximum token lifetime of 365 days');
+      expect(bad.stdout).toBe('');
+      const missing = await runCli(['admin', 'recover', '--data-dir', join(data, 'nope')]);
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain('no tokenwarden store at');
+      expect(existsSync(join(data, 'nope'))).toBe(false);
+
+      const r = await runCli(['admin', 'recover', '--data-dir', data]);
+      expect(r.code, r.stderr).toBe(0);
+      const token = rememberSecret(r.stdout.trim());
+      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain('(re-enabled)');
+      const who = await own.api('GET', '/api/v1/whoami', undefined, token);
+      expect(who.status, JSON.stringify(who.body)).toBe(200);
+      expect(who.body.actor).toBe('admin');
+      const view = (await own.api('GET', `/api/v1/tokens/${token.slice(4, 16)}`, undefined, token)).body;
+      expect(Date.parse(view.expiresAt) - Date.parse(view.createdAt)).toBe(HOUR);
+      expect(view.parent).toBeNull();
+      const audit = (await own.api('GET', '/api/v1/audit?action=system.recover', undefined, token)).body.items;
+      expect(audit).toHaveLength(1);
+      expect(audit[0]).toMatchObject({ targetId: 'admin', detail: { tokenId: view.id, actorEnabled: true, actorCreated: false } });
+      expect(JSON.stringify(audit)).not.toContain(token.slice(17));
+      // The CLI shows the lineage column.
+      const show = await runCli(['token', 'show', view.id], { TOKENWARDEN_SERVER: own.url, TOKENWARDEN_TOKEN: token });
+      expect(show.stdout.split('\n')[0]).toMatch(/PARENT/);
+    } finally {
+      await own.close();
+    }
+  }, 60_000);
+});
