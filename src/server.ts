@@ -59,6 +59,7 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const authority = new Authority(store, clock, {
     maxLifetimeMs: config.durations.maxLifetimeMs,
     defaultLifetimeMs: config.durations.defaultLifetimeMs,
+    bootstrapLifetimeMs: config.durations.bootstrapLifetimeMs,
   });
   // Replicas starting together on PostgreSQL take turns, so exactly one creates the first admin.
   const bootstrap = await withStartupLock(store, () => authority.bootstrap());

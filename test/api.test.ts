@@ -56,7 +56,7 @@ describe('REST API', () => {
     expectProblem(await s.api('POST', '/api/v1/tokens', { name: 'x', scopes: ['no.such.scope'] }), 400, 'scopes');
     expectProblem(await s.api('POST', '/api/v1/tokens', { name: 'x', scopes: ['metrics.read'], expiresIn: '100y' }), 400, 'expiresIn');
     expectProblem(await s.api('POST', '/api/v1/tokens', { name: 'x', scopes: ['metrics.read'], expiresIn: '4000d' }), 400, 'expiresIn');
-    expectProblem(await s.api('POST', '/api/v1/tokens', { actor: 'bot-ghost', name: 'x', scopes: ['metrics.read'] }), 404, 'actor');
+    expectProblem(await s.api('POST', '/api/v1/tokens', { actor: 'bot-ghost', name: 'x', scopes: ['metrics.read'] }), 400, 'actor');
     expectProblem(await s.api('POST', '/api/v1/tokens', { scopes: ['metrics.read'] }), 400, 'name');
     expectProblem(await s.api('POST', '/api/v1/tokens', '{"name": "x", '), 400);
     expectProblem(await s.api('POST', '/api/v1/tokens', 'name=x', undefined, { 'content-type': 'text/plain' }), 400);

@@ -65,7 +65,7 @@ describe('authority rules', () => {
     await authority.createScope(admin, { name: 'write:sasquatch' });
     const err = await rejects(authority.createToken(admin, { actor: 'bot-a', name: 't', scopes: ['write:sasquatch'] }), 400, 'scopes');
     expect(err.detail).toContain('not granted');
-    await rejects(authority.createToken(admin, { actor: 'bot-nobody', name: 't', scopes: ['metrics.read'] }), 404, 'actor');
+    await rejects(authority.createToken(admin, { actor: 'bot-nobody', name: 't', scopes: ['metrics.read'] }), 400, 'actor');
   });
 
   it("a new token's scopes must be a subset of the creator's token unless the creator holds admin:token", async () => {

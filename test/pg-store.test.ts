@@ -36,7 +36,7 @@ async function query<T = any>(url: string, text: string, values: unknown[] = [])
 const actorRow = (id: string) => ({ id, name: id, kind: 'service' as const, description: '', scopes: '[]', disabled: 0, created_at: 1, created_by: null });
 const tokenRow = (id: string, actorId: string) => ({
   id, actor_id: actorId, name: id, scopes: '[]', secret_hash: 'h', created_at: 1, created_by: null, expires_at: Date.now() + 3_600_000,
-  revoked_at: null, revoked_by: null, revoke_reason: null, replaces: null, binding_id: null, last_used_at: null, last_used_ip: null, last_used_agent: null,
+  revoked_at: null, revoked_by: null, revoke_reason: null, replaces: null, parent: null, binding_id: null, last_used_at: null, last_used_ip: null, last_used_agent: null,
 });
 
 describe('PostgreSQL store', () => {

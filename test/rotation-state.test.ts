@@ -236,7 +236,8 @@ describe('rotation state machine (ManualClock, real SQLite, real files)', () => 
 
   it('only lets a caller hand out scopes it holds, and needs binding.manage', async () => {
     await s.api('POST', '/api/v1/actors', { name: 'bot-ops', kind: 'service', roles: ['operator'] });
-    const ops = await s.api('POST', '/api/v1/tokens', { actor: 'bot-ops', name: 'ops', scopes: ['binding.manage', 'binding.read'] });
+    // token.issue.service lets it bind bot-scraper at all (issuance policy); it still cannot hand out metrics.read, which its token lacks.
+    const ops = await s.api('POST', '/api/v1/tokens', { actor: 'bot-ops', name: 'ops', scopes: ['binding.manage', 'binding.read', 'token.issue.service'] });
     const res = await s.api('POST', '/api/v1/bindings', spec('ops', join(dir, 'ops.token')), ops.body.token);
     expect(res.status).toBe(403);
     expect(res.body.field).toBe('scopes');

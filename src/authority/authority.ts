@@ -5,18 +5,12 @@ import type { AuditFilter, AuditRow, Store } from '../store/store.js';
 import type { ActorTable, RoleTable, TokenTable } from '../store/schema.js';
 import { type UnusedCursor, unusedTokens } from '../store/observe.js';
 import { mintToken } from '../token/format.js';
-import { ACTOR_NAME, BUILTIN_ROLES, BUILTIN_SCOPES, PERMISSIONS, ROLE_NAME, SCOPE_NAME, SERVICE_PREFIX } from './catalogue.js';
+import { BindingQueries } from '../store/bindings.js';
+import { BUILTIN_ROLES, BUILTIN_SCOPES, PERMISSIONS, ROLE_NAME, SCOPE_NAME } from './catalogue.js';
 import { AuthorityEvents } from './events.js';
+import { type IssueFields, IssuancePolicy, type Principal, TOKEN_FIELDS, type TokenPolicy, holds, validateActorName } from './issuance.js';
 
-/** Who is asking, established by the verifier from a bearer token (or `system` for the controller). */
-export interface Principal {
-  actorId: string;
-  actorName: string;
-  tokenId: string | null;
-  scopes: readonly string[];
-  ip?: string | null;
-  requestId?: string | null;
-}
+export type { Principal, TokenPolicy } from './issuance.js';
 
 export const SYSTEM_PRINCIPAL: Principal = {
   actorId: 'system',
@@ -24,11 +18,6 @@ export const SYSTEM_PRINCIPAL: Principal = {
   tokenId: null,
   scopes: Object.keys(BUILTIN_SCOPES),
 };
-
-export interface TokenPolicy {
-  maxLifetimeMs: number;
-  defaultLifetimeMs: number;
-}
 
 export type TokenState = 'active' | 'expired' | 'revoked';
 
@@ -46,6 +35,8 @@ export interface TokenView {
   revokedBy: string | null;
   revokeReason: string | null;
   replaces: string | null;
+  /** The token that minted this one: it expires no later and is revoked with it. Null: it stands alone. */
+  parent: string | null;
   bindingId: string | null;
   lastUsed: { at: string; ip: string | null; userAgent: string | null } | null;
 }
@@ -96,18 +87,37 @@ export interface CreatedToken {
   token: TokenView;
   /** The bearer string, returned exactly once. */
   plaintext: string;
+  /** Set when the expiry asked for was brought forward to the parent token's (which id). */
+  expiryCappedBy?: string | null;
+}
+
+export interface RevokeOptions {
+  /**
+   * A revocation asked for by a person (API, CLI, UI): refused with 409 when a binding delivers
+   * the token or it is the caller's own token, unless `force`. The controller's own revocations are not guarded.
+   */
+  guard?: boolean;
+  force?: boolean;
 }
 
 const parseList = (json: string): string[] => JSON.parse(json) as string[];
 
 export class Authority {
-  readonly events = new AuthorityEvents();
+  readonly issuance: IssuancePolicy;
 
   constructor(
     readonly store: Store,
     readonly clock: Clock,
     readonly policy: TokenPolicy,
-  ) {}
+    readonly events: AuthorityEvents = new AuthorityEvents(),
+  ) {
+    this.issuance = new IssuancePolicy(policy, clock);
+  }
+
+  /** The same authority (rules, clock, event emitter) inside the caller's transaction. */
+  within(tx: Store): Authority {
+    return new Authority(tx, this.clock, this.policy, this.events);
+  }
 
   // ---- set-up ----
 
@@ -149,11 +159,60 @@ export class Authority {
       const created = await this.insertToken(s, SYSTEM_PRINCIPAL, actor, {
         name: 'bootstrap',
         scopes: BUILTIN_ROLES.admin.scopes,
-        lifetimeMs: this.policy.maxLifetimeMs,
+        lifetimeMs: this.issuance.bootstrapLifetimeMs,
       });
-      await this.audit(s, SYSTEM_PRINCIPAL, 'system.bootstrap', 'actor', actor.name, { tokenId: created.token.id });
+      await this.audit(s, SYSTEM_PRINCIPAL, 'system.bootstrap', 'actor', actor.name, { tokenId: created.token.id, expiresAt: created.token.expiresAt });
       return created;
     });
+  }
+
+  /**
+   * Break-glass (`tokenwarden admin recover`, run on the host with direct access to the store):
+   * re-creates or re-enables the `admin` identity with the admin role and mints a short-lived
+   * admin token through the issuance policy. Audited as `system.recover` (never the secret).
+   */
+  async recover(options: { lifetimeMs: number; by?: string }): Promise<CreatedToken & { actorCreated: boolean; actorEnabled: boolean }> {
+    await this.ensureBuiltins();
+    const p: Principal = { ...SYSTEM_PRINCIPAL, actorName: options.by ?? 'recover' };
+    const result = await this.store.transaction(async (s) => {
+      const now = this.clock.now();
+      let actor = await s.findActorByName('admin');
+      const actorCreated = !actor;
+      const actorEnabled = !!actor?.disabled;
+      if (!actor) {
+        actor = {
+          id: randomUUID(),
+          name: 'admin',
+          kind: 'user',
+          description: 'Administrator, re-created by tokenwarden admin recover',
+          scopes: '[]',
+          disabled: 0,
+          created_at: now,
+          created_by: null,
+        };
+        await s.insertActor(actor);
+      } else if (actor.disabled) {
+        await s.updateActor(actor.id, { disabled: 0 });
+        actor = { ...actor, disabled: 0 };
+      }
+      const roles = await s.rolesOfActor(actor.id);
+      if (!roles.includes('admin')) await s.setActorRoles(actor.id, [...roles, 'admin'].sort());
+      const created = await this.insertToken(s, p, actor, {
+        name: `recover-${new Date(now).toISOString()}`,
+        scopes: BUILTIN_ROLES.admin.scopes,
+        lifetimeMs: options.lifetimeMs,
+      });
+      await this.audit(s, p, 'system.recover', 'actor', actor.name, {
+        tokenId: created.token.id,
+        expiresAt: created.token.expiresAt,
+        actorCreated,
+        actorEnabled,
+      });
+      return { ...created, actorCreated, actorEnabled, actorId: actor.id };
+    });
+    this.events.emit('actor-changed', result.actorId);
+    const { actorId: _id, ...out } = result;
+    return out;
   }
 
   // ---- actors ----
@@ -216,7 +275,8 @@ export class Authority {
     if (name === p.actorName) throw problem.invalid('name', 'you cannot delete the identity you are signed in as');
     const result = await this.store.transaction(async (s) => {
       const actor = await this.actorByName(s, name);
-      const revoked = await s.revokeTokensOfActor(actor.id, this.clock.now(), p.actorName, 'identity deleted');
+      const own = await s.revokeTokensOfActor(actor.id, this.clock.now(), p.actorName, 'identity deleted');
+      const revoked = [...own, ...(await this.revokeDescendants(s, p, own))];
       await s.updateActor(actor.id, { disabled: 1 });
       await this.audit(s, p, 'actor.delete', 'actor', name, { revokedTokens: revoked });
       return { actorId: actor.id, revoked };
@@ -329,14 +389,15 @@ export class Authority {
   async createToken(p: Principal, input: CreateTokenInput): Promise<CreatedToken> {
     const targetName = input.actor ?? p.actorName;
     return this.store.transaction(async (s) => {
-      const actor = await this.actorByName(s, targetName, 'actor');
-      if (actor.id !== p.actorId) this.require(p, PERMISSIONS.adminToken, `to create a token for "${targetName}"`);
+      const actor = await this.issuance.identity(s, targetName);
       const created = await this.insertToken(s, p, actor, input);
       await this.audit(s, p, 'token.create', 'token', created.token.id, {
         name: created.token.name,
         actor: targetName,
         scopes: created.token.scopes,
         expiresAt: created.token.expiresAt,
+        parent: created.token.parent,
+        ...(created.expiryCappedBy ? { expiryCappedBy: created.expiryCappedBy } : {}),
         ...(input.bindingId ? { bindingId: input.bindingId } : {}),
       });
       return created;
@@ -352,38 +413,82 @@ export class Authority {
       const old = await this.tokenRow(s, p, id, 'replace');
       if (old.revoked_at !== null) throw problem.conflict(`token ${id} is revoked; create a new token instead`);
       const actor = (await s.findActorById(old.actor_id))!;
+      // Who may replace is who may issue for the token's identity: the issuance policy decides (in insertToken).
       const created = await this.insertToken(s, p, actor, {
         name: old.name,
         scopes: parseList(old.scopes),
         lifetimeMs: options.lifetimeMs ?? old.expires_at - old.created_at,
         bindingId: old.binding_id,
         replaces: old.id,
-      } as CreateTokenInput & { replaces: string });
+        replacing: old,
+      });
       const grace = options.graceMs ?? 0;
+      const now = this.clock.now();
+      let touched: string[];
       if (grace <= 0) {
-        await s.revokeToken(old.id, this.clock.now(), p.actorName, `replaced by ${created.token.id}`);
+        await s.revokeToken(old.id, now, p.actorName, `replaced by ${created.token.id}`);
+        touched = [old.id, ...(await this.revokeDescendants(s, p, [old.id]))];
       } else {
-        await s.shortenExpiry(old.id, this.clock.now() + grace);
+        // Its descendants never outlive it: their expiry comes forward with it.
+        await s.shortenExpiry(old.id, now + grace);
+        const below = await s.liveDescendants([old.id]);
+        for (const d of below) await s.shortenExpiry(d.id, now + grace);
+        touched = [old.id, ...below.map((d) => d.id)];
       }
       await this.audit(s, p, 'token.replace', 'token', old.id, { successor: created.token.id, graceMs: grace });
-      return { created, oldId: old.id };
+      return { created, touched };
     });
     // Revoked or its expiry brought forward: either way cached verifications must be re-read.
-    this.events.emit('token-revoked', result.oldId);
+    for (const id of result.touched) this.events.emit('token-revoked', id);
     return result.created;
   }
 
-  async revokeToken(p: Principal, id: string, reason?: string): Promise<TokenView> {
-    const view = await this.store.transaction(async (s) => {
+  /** Revokes the token and, in the same transaction, every live token descending from it; each id is announced. */
+  async revokeToken(p: Principal, id: string, reason?: string, options: RevokeOptions = {}): Promise<TokenView> {
+    const { view, revoked } = await this.store.transaction(async (s) => {
       const row = await this.tokenRow(s, p, id, 'revoke');
+      const revoked: string[] = [id];
       if (row.revoked_at === null) {
+        if (options.guard && !options.force) await this.guardHandRevoke(s, p, row);
         await s.revokeToken(id, this.clock.now(), p.actorName, reason ?? null);
-        await this.audit(s, p, 'token.revoke', 'token', id, { name: row.name, ...(reason ? { reason } : {}) });
+        const below = await this.revokeDescendants(s, p, [id]);
+        revoked.push(...below);
+        await this.audit(s, p, 'token.revoke', 'token', id, {
+          name: row.name,
+          ...(reason ? { reason } : {}),
+          ...(below.length ? { descendants: below } : {}),
+          ...(options.force ? { forced: true } : {}),
+        });
       }
-      return this.tokenView(s, (await s.findToken(id))!);
+      return { view: await this.tokenView(s, (await s.findToken(id))!), revoked };
     });
-    this.events.emit('token-revoked', id);
+    for (const r of revoked) this.events.emit('token-revoked', r);
     return view;
+  }
+
+  /** A person revoking a token a binding delivers, or the one they are signed in with, is asked to confirm (force). */
+  private async guardHandRevoke(s: Store, p: Principal, row: TokenTable): Promise<void> {
+    if (row.binding_id) {
+      const binding = await new BindingQueries(s).byId(row.binding_id);
+      if (binding && binding.state !== 'removing') {
+        throw problem.conflict(
+          `token ${row.id} is delivered by binding ${binding.name}; revoking it breaks its consumer until the binding heals — use \`tokenwarden binding rotate ${binding.name}\`, or repeat with --force (API: "force": true)`,
+          'force',
+        );
+      }
+    }
+    if (row.id === p.tokenId) {
+      throw problem.conflict(`token ${row.id} is the token you are signed in with; revoking it ends your access at once — repeat with --force (API: "force": true)`, 'force');
+    }
+  }
+
+  /** Revokes every live descendant of `ids` (the lineage of parent tokens); returns their ids. */
+  private async revokeDescendants(s: Store, p: Principal, ids: string[]): Promise<string[]> {
+    if (!ids.length) return [];
+    const below = await s.liveDescendants(ids);
+    const now = this.clock.now();
+    for (const d of below) await s.revokeToken(d.id, now, p.actorName, 'its parent token was revoked');
+    return below.map((d) => d.id);
   }
 
   async getToken(p: Principal, id: string): Promise<TokenView> {
@@ -448,7 +553,7 @@ export class Authority {
   // ---- rules ----
 
   holds(p: Principal, scope: string): boolean {
-    return p.scopes.includes(scope);
+    return holds(p, scope);
   }
 
   require(p: Principal, scope: string, why = 'for this operation'): void {
@@ -461,43 +566,18 @@ export class Authority {
     }
   }
 
+  /** Mints a token as the issuance policy decides (which identity, scopes, lifetime, parent) and stores its hash. */
   private async insertToken(
     s: Store,
     p: Principal,
     actor: ActorTable,
-    input: CreateTokenInput & { replaces?: string },
+    input: CreateTokenInput & { replaces?: string; replacing?: TokenTable },
+    fields: IssueFields = TOKEN_FIELDS,
   ): Promise<CreatedToken> {
-    if (actor.disabled) throw problem.invalid('actor', `identity "${actor.name}" is disabled or deleted; no token can be issued for it`);
     const name = (input.name ?? '').trim();
+    const decision = await this.issuance.decide(s, p, actor, input, fields);
     if (!name || name.length > 200) throw problem.invalid('name', 'a token needs a name of 1 to 200 characters, e.g. "prometheus-scrape"');
-    const scopes = uniqueSorted(input.scopes);
-    if (!scopes.length) throw problem.invalid('scopes', 'a token needs at least one scope, e.g. "metrics.read"');
-    await this.checkScopesExist(s, scopes, 'scopes');
-    const granted = await s.scopesOfActor(actor.id);
-    const ungranted = scopes.filter((sc) => !granted.includes(sc));
-    if (ungranted.length) {
-      throw problem.invalid(
-        'scopes',
-        `identity "${actor.name}" is not granted ${list(ungranted)}; grant it a role holding ${ungranted.length > 1 ? 'them' : 'it'} (tokenwarden actor update ${actor.name} --role …) or ask for fewer scopes`,
-      );
-    }
-    if (!this.holds(p, PERMISSIONS.adminToken)) {
-      const beyond = scopes.filter((sc) => !p.scopes.includes(sc));
-      if (beyond.length) {
-        throw problem.forbidden(`your token does not hold ${list(beyond)}; a new token may only carry scopes your own token holds unless you hold "admin:token"`);
-      }
-    }
     const now = this.clock.now();
-    let expiresAt: number;
-    if (input.expiresAt !== undefined) expiresAt = input.expiresAt;
-    else expiresAt = now + (input.lifetimeMs ?? this.policy.defaultLifetimeMs);
-    if (!Number.isFinite(expiresAt) || expiresAt <= now) throw problem.invalid('expiresIn', 'the expiry must be in the future');
-    if (expiresAt - now > this.policy.maxLifetimeMs + 1000) {
-      throw problem.invalid(
-        'expiresIn',
-        `the expiry is beyond the maximum token lifetime of ${Math.round(this.policy.maxLifetimeMs / 86_400_000)} days; ask for a shorter one`,
-      );
-    }
     if (!input.replaces && (await s.liveTokenNamed(actor.id, name, now))) {
       throw problem.conflict(`identity "${actor.name}" already has a live token named "${name}"; pick another name, or replace that token`, 'name');
     }
@@ -506,22 +586,23 @@ export class Authority {
       id: minted.id,
       actor_id: actor.id,
       name,
-      scopes: JSON.stringify(scopes),
+      scopes: JSON.stringify(decision.scopes),
       secret_hash: minted.secretHash,
       created_at: now,
       created_by: p.actorName,
-      expires_at: expiresAt,
+      expires_at: decision.expiresAt,
       revoked_at: null,
       revoked_by: null,
       revoke_reason: null,
       replaces: input.replaces ?? null,
+      parent: decision.parent,
       binding_id: input.bindingId ?? null,
       last_used_at: null,
       last_used_ip: null,
       last_used_agent: null,
     };
     await s.insertToken(row);
-    return { token: toTokenView(row, actor.name, now), plaintext: minted.plaintext };
+    return { token: toTokenView(row, actor.name, now), plaintext: minted.plaintext, expiryCappedBy: decision.cappedBy };
   }
 
   private async tokenRow(s: Store, p: Principal, id: string, action: 'read' | 'revoke' | 'replace'): Promise<TokenTable> {
@@ -529,7 +610,8 @@ export class Authority {
     if (!row) throw problem.notFound('token', id);
     if (row.actor_id !== p.actorId) {
       if (action === 'read') this.requireAny(p, [PERMISSIONS.adminToken, PERMISSIONS.auditRead]);
-      else this.require(p, PERMISSIONS.adminToken, `to ${action} a token of another identity`);
+      else if (action === 'revoke') this.require(p, PERMISSIONS.adminToken, `to ${action} a token of another identity`);
+      // replace: whoever may issue for that identity (issuance policy, in insertToken)
     }
     return row;
   }
@@ -579,18 +661,6 @@ export class Authority {
   }
 }
 
-function validateActorName(name: string, kind: 'user' | 'service'): void {
-  if (!ACTOR_NAME.test(name ?? '')) {
-    throw problem.invalid('name', `"${name}" is not a valid identity name: lowercase letters, digits, ".", "_", "@" and "-", starting with a letter or digit`);
-  }
-  if (kind === 'service' && !name.startsWith(SERVICE_PREFIX)) {
-    throw problem.invalid('name', `a service identity's name must start with "${SERVICE_PREFIX}", e.g. "${SERVICE_PREFIX}${name}"`);
-  }
-  if (kind === 'user' && name.startsWith(SERVICE_PREFIX)) {
-    throw problem.invalid('name', `names starting with "${SERVICE_PREFIX}" are reserved for service identities; use kind "service"`);
-  }
-}
-
 function encodeCursor(c: UnusedCursor): string {
   return Buffer.from(`${c.createdAt}:${c.id}`).toString('base64url');
 }
@@ -629,6 +699,7 @@ function toTokenView(r: TokenTable, actorName: string, now: number): TokenView {
     revokedBy: r.revoked_by,
     revokeReason: r.revoke_reason,
     replaces: r.replaces,
+    parent: r.parent ?? null,
     bindingId: r.binding_id,
     lastUsed: r.last_used_at === null ? null : { at: iso(r.last_used_at)!, ip: r.last_used_ip, userAgent: r.last_used_agent },
   };

@@ -1,6 +1,7 @@
 /** The permissions tokenwarden itself checks, and the roles it ships. Operators add their own scopes. */
 export const PERMISSIONS = {
   adminToken: 'admin:token',
+  issueService: 'token.issue.service',
   actorManage: 'actor.manage',
   roleManage: 'role.manage',
   auditRead: 'audit.read',
@@ -12,6 +13,7 @@ export const PERMISSIONS = {
 
 export const BUILTIN_SCOPES: Record<string, string> = {
   'admin:token': 'Create, list and revoke tokens of any identity',
+  'token.issue.service': "Issue tokens for bot- service identities, limited to scopes the caller's token holds",
   'actor.manage': 'Create identities and assign roles',
   'role.manage': 'Define roles and scopes',
   'audit.read': 'Read the audit log',
@@ -26,7 +28,7 @@ export const BUILTIN_ROLES: Record<string, { description: string; scopes: string
   'metrics-read': { description: 'Least privilege for a Prometheus scrape', scopes: ['metrics.read'] },
   auditor: { description: 'Read the audit log and token metadata', scopes: ['audit.read', 'binding.read'] },
   introspector: { description: 'Introspect tokens for a resource server', scopes: ['token.introspect'] },
-  operator: { description: 'Manage delivery bindings', scopes: ['binding.manage', 'binding.read', 'metrics.read'] },
+  operator: { description: 'Manage delivery bindings (for bot- service identities)', scopes: ['binding.manage', 'binding.read', 'metrics.read', 'token.issue.service'] },
 };
 
 export const SCOPE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:\-/]{0,127}$/;

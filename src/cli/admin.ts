@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { ApiClient, type ApiClient as Client, CliError, EXIT, cliConfigPath } from './client.js';
 import { type OutputFormat, print } from './output.js';
 import { readStdin } from './stdin.js';
+import { kindForName } from '../authority/issuance.js';
 
 type Ctx = () => { client: Client; output: OutputFormat };
 const collect = (value: string, prev: string[]) => [...prev, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -56,7 +57,7 @@ export function registerAdminCommands(program: Command, ctx: Ctx): void {
     .option('-d, --description <text>', 'what it is for')
     .action(async (name: string, o: { kind?: string; role: string[]; scope: string[]; description?: string }) => {
       const { client, output } = ctx();
-      const kind = o.kind ?? (name.startsWith('bot-') ? 'service' : 'user');
+      const kind = o.kind ?? kindForName(name);
       print(
         output,
         await client.request('POST', '/api/v1/actors', { name, kind, roles: o.role, scopes: o.scope, ...(o.description ? { description: o.description } : {}) }),

@@ -7,6 +7,7 @@ import { registerAgent } from './agent.js';
 import { registerConfigCommands } from './config.js';
 import { registerGate } from './gate.js';
 import { registerServe } from './serve.js';
+import { registerAdminRecover } from './recover.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerNotifyCommands } from './notify.js';
 import { registerTokenCommands } from './tokens.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     return { client: new ApiClient(resolveClientSettings(opts)), output: opts.output };
   };
   registerServe(program);
+  registerAdminRecover(program);
   registerConfigCommands(program);
   registerGate(program);
   registerAgent(program);

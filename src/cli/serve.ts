@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/config.js';
 import { CliError, EXIT } from './client.js';
@@ -25,13 +26,22 @@ export function registerServe(program: Command): void {
       out.write(`web UI: ${tw.url}/ui/   API: ${tw.url}/api/v1 (OpenAPI at /api/v1/openapi.json)\n`);
       if (tw.authUrl) out.write(`forward auth only (authListen): ${tw.authUrl}/auth\n`);
       out.write(`data: ${tw.ctx.store.location} (${tw.ctx.store.engine})\n`);
-      if (tw.bootstrap && file) {
-        out.write(`first admin token written to ${file} (mode 0600); it is not shown again\n`);
-      } else if (tw.bootstrap) {
+      if (tw.bootstrap) {
+        const b = tw.bootstrap.token;
+        const dataDir = tw.ctx.store.engine === 'sqlite' ? dirname(tw.ctx.store.location) : null;
+        const shown = file
+          ? `first admin token written to ${file} (mode 0600); it is not shown again\n`
+          : `\nFirst admin token for identity "admin" (shown once, never again; store it now):\n\n  ${tw.bootstrap.plaintext}\n\n`;
         out.write(
-          `\nFirst admin token for identity "admin" (shown once, never again; store it now):\n\n  ${tw.bootstrap.plaintext}\n\n` +
-            `Next:\n  export TOKENWARDEN_TOKEN=<the token above>\n  tokenwarden whoami\n  tokenwarden actor create bot-prometheus --role metrics-read\n` +
-            `  tokenwarden token create --actor bot-prometheus --name scrape --scope metrics.read --expires-in 30d\n\n`,
+          shown +
+            `It expires ${b.expiresAt} (tokens.bootstrapLifetime). Create named admins and revoke it:\n` +
+            `  export TOKENWARDEN_TOKEN=<the first admin token>\n  tokenwarden whoami\n` +
+            `  tokenwarden actor create alice@example.com --role admin\n` +
+            `  tokenwarden token create --actor alice@example.com --name laptop --scope admin:token,actor.manage,role.manage,audit.read,binding.manage,binding.read --expires-in 30d\n` +
+            `  tokenwarden token revoke ${b.id} --force\n` +
+            `Then, for a scraper: tokenwarden actor create bot-prometheus --role metrics-read\n` +
+            `  tokenwarden token create --actor bot-prometheus --name scrape --scope metrics.read --expires-in 30d\n` +
+            `Every admin token lost? On this host: tokenwarden admin recover ${dataDir ? `--data-dir ${dataDir}` : '--store <store url>'}\n\n`,
         );
       }
       let stopping = false;

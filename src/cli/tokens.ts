@@ -14,6 +14,8 @@ export const TOKEN_COLUMNS: [string, (t: any) => unknown][] = [
   ['state', (t) => t.state],
   ['expires', (t) => relative(t.expiresAt)],
   ['last used', (t) => (t.lastUsed ? `${relative(t.lastUsed.at)} from ${t.lastUsed.ip ?? '?'}` : 'never')],
+  // The token that minted this one: it expires no later and is revoked with it.
+  ['parent', (t) => t.parent],
 ];
 
 function printCreated(output: OutputFormat, created: any): void {
@@ -21,6 +23,7 @@ function printCreated(output: OutputFormat, created: any): void {
   process.stdout.write(`${created.token}\n`);
   process.stderr.write(
     `token ${created.id} for ${created.actor} (${created.scopes.join(' ')}), expires ${created.expiresAt}.\n` +
+      (created.parent ? `It was minted by your token ${created.parent}: it is revoked with it${created.expiryCappedBy ? ', and its expiry was capped at that token\'s' : ' and never outlives it'}.\n` : '') +
       'This is the only time the token is shown: store it now.\n',
   );
 }
@@ -71,12 +74,14 @@ export function registerTokenCommands(program: Command, ctx: Ctx): void {
 
   token
     .command('revoke <id...>')
-    .description('revoke one or more tokens')
+    .description('revoke one or more tokens (and every token each one minted)')
     .option('-r, --reason <text>', 'why (kept in the audit log)')
-    .action(async (ids: string[], o: { reason?: string }) => {
+    .option('--force', 'also a token that a binding delivers (its consumer breaks until the binding heals), or the one you are signed in with')
+    .action(async (ids: string[], o: { reason?: string; force?: boolean }) => {
       const { client, output } = ctx();
       const results = [];
-      for (const id of ids) results.push(await client.request('POST', `/api/v1/tokens/${encodeURIComponent(id)}/revoke`, o.reason ? { reason: o.reason } : {}));
+      const body = { ...(o.reason ? { reason: o.reason } : {}), ...(o.force ? { force: true } : {}) };
+      for (const id of ids) results.push(await client.request('POST', `/api/v1/tokens/${encodeURIComponent(id)}/revoke`, body));
       print(output, results, TOKEN_COLUMNS);
     });
 
@@ -118,7 +123,8 @@ export function registerTokenCommands(program: Command, ctx: Ctx): void {
           throw new CliError('not confirmed: nothing was revoked (answer "y", or pass --yes)', EXIT.usage);
         }
         for (const t of items) {
-          await client.request('POST', `/api/v1/tokens/${encodeURIComponent(t.id)}/revoke`, { reason: `unused for ${o.days} days` });
+          // --include-managed asked for the tokens bindings deliver too: revoking them was confirmed above.
+          await client.request('POST', `/api/v1/tokens/${encodeURIComponent(t.id)}/revoke`, { reason: `unused for ${o.days} days`, ...(o.includeManaged ? { force: true } : {}) });
           process.stderr.write(`revoked ${t.id} (${t.actor}/${t.name})\n`);
         }
       }

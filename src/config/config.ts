@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { DEFAULT_BOOTSTRAP_LIFETIME_MS } from '../authority/issuance.js';
 import { parseDuration } from '../clock.js';
 import { KubernetesConfigSchema, kubeConfigOptionsFrom } from '../kubernetes/config.js';
 import { BindingSpecSchema, mintFieldProblems } from './binding-schema.js';
@@ -31,6 +32,7 @@ export const ServerConfigSchema = T.Object(
       {
         maxLifetime: T.Optional(Duration),
         defaultLifetime: T.Optional(Duration),
+        bootstrapLifetime: T.Optional(Duration),
       },
       { default: {} },
     ),
@@ -110,6 +112,8 @@ export interface ResolvedConfig extends ServerConfig {
   durations: {
     maxLifetimeMs: number;
     defaultLifetimeMs: number;
+    /** The first admin token's lifetime (default 24 h, never beyond maxLifetime). */
+    bootstrapLifetimeMs: number;
     cacheTtlMs: number;
     negativeTtlMs: number;
     failureWindowMs: number;
@@ -131,6 +135,7 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'list']> = {
   TOKENWARDEN_STORE_URL: ['store', 'url', 'string'],
   TOKENWARDEN_MAX_TOKEN_LIFETIME: ['tokens', 'maxLifetime', 'string'],
   TOKENWARDEN_DEFAULT_TOKEN_LIFETIME: ['tokens', 'defaultLifetime', 'string'],
+  TOKENWARDEN_BOOTSTRAP_LIFETIME: ['tokens', 'bootstrapLifetime', 'string'],
   TOKENWARDEN_LOG_LEVEL: ['log', 'level', 'string'],
   TOKENWARDEN_NOTIFY_WEBHOOK_URL: ['notifications', 'webhookUrl', 'string'],
   TOKENWARDEN_NOTIFY_SECRET_FILE: ['notifications', 'secretFile', 'string'],
@@ -211,15 +216,21 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
   }
   if (problems.length) throw new ConfigError(problems);
   const d = (value: string | number | undefined, fallback: string) => parseDuration(value ?? fallback)!;
+  const maxLifetimeMs = d(withDefaults.tokens.maxLifetime, '365d');
   const durations = {
-    maxLifetimeMs: d(withDefaults.tokens.maxLifetime, '365d'),
+    maxLifetimeMs,
     defaultLifetimeMs: d(withDefaults.tokens.defaultLifetime, '90d'),
+    bootstrapLifetimeMs:
+      withDefaults.tokens.bootstrapLifetime === undefined ? Math.min(DEFAULT_BOOTSTRAP_LIFETIME_MS, maxLifetimeMs) : d(withDefaults.tokens.bootstrapLifetime, '24h'),
     cacheTtlMs: d(withDefaults.verify.cacheTtl, '10s'),
     negativeTtlMs: d(withDefaults.verify.negativeCacheTtl, '30s'),
     failureWindowMs: d(withDefaults.verify.failureWindow, '1m'),
   };
   if (durations.defaultLifetimeMs > durations.maxLifetimeMs) {
     throw new ConfigError([`tokens.defaultLifetime is longer than tokens.maxLifetime`]);
+  }
+  if (durations.bootstrapLifetimeMs > durations.maxLifetimeMs || durations.bootstrapLifetimeMs <= 0) {
+    throw new ConfigError([`tokens.bootstrapLifetime must be a positive duration no longer than tokens.maxLifetime`]);
   }
   return { ...withDefaults, durations, ...(options.file ? { sourceFile: resolve(options.file) } : {}) };
 }

@@ -149,7 +149,7 @@ export class DeliveryController {
     const revoked = await this.deps.store.transaction(async (tx) => {
       await this.deps.leadership.fence(tx);
       const ids = await new BindingQueries(tx).liveTokenIds(row.id);
-      const scoped = new Authority(tx, authority.clock, authority.policy);
+      const scoped = authority.within(tx);
       for (const id of ids) await scoped.revokeToken(CONTROLLER_PRINCIPAL, id, `binding ${row.name} removed`);
       return ids;
     });

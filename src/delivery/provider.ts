@@ -1,4 +1,4 @@
-import { Authority, type CreateTokenInput, type Principal, SYSTEM_PRINCIPAL } from '../authority/authority.js';
+import { type Authority, type CreateTokenInput, type Principal, SYSTEM_PRINCIPAL } from '../authority/authority.js';
 import type { Store } from '../store/store.js';
 import { parseToken } from '../token/format.js';
 import type { BindingRecord } from './spec.js';
@@ -70,8 +70,8 @@ export class MintProvider implements TokenProvider {
     return parsed.ok ? parsed.id : null;
   }
 
-  /** The authority's rules and audit, inside the caller's transaction. */
+  /** The authority's rules, audit and events, inside the caller's transaction. */
   private within(tx: Store): Authority {
-    return new Authority(tx, this.authority.clock, this.authority.policy);
+    return this.authority.within(tx);
   }
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Authority, type Principal } from '../authority/authority.js';
 import { PERMISSIONS } from '../authority/catalogue.js';
+import { BINDING_FIELDS } from '../authority/issuance.js';
 import type { BindingSpec } from '../config/binding-schema.js';
 import { type Clock, iso } from '../clock.js';
 import { Problem, problem } from '../errors.js';
@@ -208,34 +209,23 @@ export class BindingService {
 
   /**
    * Everything a binding needs to work, checked before anything is stored: the spec's own
-   * rules, the lifetime policy, the identity and its scopes, the caller's right to hand those
-   * scopes out, each sink (a writable directory, an existing namespace), and no sink shared with
+   * rules, the issuance policy (the identity, its scopes, the caller's right to hand that identity
+   * and those scopes out, the lifetime), each sink (a writable directory, an existing namespace), and no sink shared with
    * another binding. `p` null: the config file (no caller to check).
    */
   async validate(p: Principal | null, spec: BindingSpec, selfId?: string): Promise<ReturnType<typeof normalizeSpec>> {
     const normal = normalizeSpec(spec);
-    if (normal.lifetimeMs > this.deps.maxLifetimeMs) {
-      throw problem.invalid('lifetime', `lifetime is beyond the maximum token lifetime of ${Math.round(this.deps.maxLifetimeMs / 86_400_000)} days`);
-    }
     if (normal.spec.source) {
       if (!this.deps.sourceProvider) throw problem.invalid('source.kind', `source kind "${normal.spec.source.kind}" is not available in this build`);
       this.deps.sourceProvider({ id: selfId ?? 'new', name: spec.name, spec: normal.spec, lifetimeMs: normal.lifetimeMs, policy: normal.policy, row: null as never } satisfies BindingRecord);
     } else {
-      // normalizeSpec made sure a minting binding names all three.
+      // normalizeSpec made sure a minting binding names all three. The issuance policy decides
+      // who may bind which identity with which scopes for how long (the config file: p null, trusted
+      // as the host owner, still held to the identity's grants and the lifetime limit).
       const spec = normal.spec as BindingSpec & Required<Pick<BindingSpec, 'actor' | 'scopes' | 'lifetime'>>;
-      const actor = await this.deps.store.findActorByName(spec.actor);
-      if (!actor) throw problem.invalid('actor', `identity "${spec.actor}" does not exist; create it first (tokenwarden actor create ${spec.actor} --role …)`);
-      if (actor.disabled) throw problem.invalid('actor', `identity "${spec.actor}" is disabled; no token can be issued for it`);
-      const known = new Set((await this.deps.store.listScopes()).map((s) => s.name));
-      const unknown = spec.scopes.filter((s) => !known.has(s));
-      if (unknown.length) throw problem.invalid('scopes', `unknown scope ${quote(unknown)}; define it first or check the spelling`);
-      const granted = new Set(await this.deps.store.scopesOfActor(actor.id));
-      const lacking = spec.scopes.filter((s) => !granted.has(s));
-      if (lacking.length) throw problem.invalid('scopes', `identity "${spec.actor}" is not granted ${quote(lacking)}; grant it a role holding them or ask for fewer scopes`);
-      if (p && !p.scopes.includes(PERMISSIONS.adminToken)) {
-        const beyond = spec.scopes.filter((s) => !p.scopes.includes(s));
-        if (beyond.length) throw new Problem('forbidden', `your token does not hold ${quote(beyond)}; a binding may only hand out scopes you hold unless you hold "admin:token"`, { field: 'scopes' });
-      }
+      const issuance = this.deps.authority.issuance;
+      const actor = await issuance.identity(this.deps.store, spec.actor, BINDING_FIELDS);
+      await issuance.decide(this.deps.store, p, actor, { scopes: spec.scopes, lifetimeMs: normal.lifetimeMs, bindingId: selfId ?? 'new' }, BINDING_FIELDS);
     }
     const taken = new Map((await this.q.sinkOwners(normal.spec.sinks.map(describeSink), selfId)).map((o) => [o.sink_key, o.name]));
     // A sink's own rules (file confinement, no foreign file or Secret) need who declares the binding and what it delivered before.
@@ -354,10 +344,6 @@ export class BindingService {
 
 function summary(spec: BindingSpec): Record<string, unknown> {
   return { actor: spec.actor, scopes: spec.scopes, lifetime: spec.lifetime, sinks: spec.sinks.map(describeSink), ...(spec.source ? { source: spec.source.kind } : {}) };
-}
-
-function quote(values: string[]): string {
-  return values.map((v) => `"${v}"`).join(', ');
 }
 
 export function toRotationView(r: RotationTable): RotationView {

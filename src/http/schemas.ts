@@ -33,6 +33,12 @@ export const TokenView = T.Object(
     revokedBy: Nullable(T.String()),
     revokeReason: Nullable(T.String()),
     replaces: Nullable(T.String()),
+    parent: Nullable(
+      T.String({
+        description:
+          'the token that minted this one (its caller did not hold admin:token): this token never expires after it (a longer expiry asked for is capped) and is revoked with it; null: it stands alone',
+      }),
+    ),
     bindingId: Nullable(T.String()),
     lastUsed: Nullable(T.Object({ at: T.String(), ip: Nullable(T.String()), userAgent: Nullable(T.String()) })),
   },
@@ -40,7 +46,12 @@ export const TokenView = T.Object(
 );
 
 export const CreatedToken = T.Composite([
-  T.Object({ token: T.String({ description: 'the bearer token; shown exactly once, never again' }) }),
+  T.Object({
+    token: T.String({ description: 'the bearer token; shown exactly once, never again' }),
+    expiryCappedBy: T.Optional(
+      T.String({ description: "set when the expiry asked for was later than the parent token's: the expiry was brought forward to the parent's, whose id this is" }),
+    ),
+  }),
   TokenView,
 ]);
 
@@ -63,7 +74,17 @@ export const ReplaceTokenBody = T.Object(
   { additionalProperties: false },
 );
 
-export const RevokeBody = T.Object({ reason: T.Optional(T.String({ maxLength: 500 })) }, { additionalProperties: false });
+export const RevokeBody = T.Object(
+  {
+    reason: T.Optional(T.String({ maxLength: 500 })),
+    force: T.Optional(
+      T.Boolean({ description: 'revoke even a token that a binding delivers, or the one you are signed in with (otherwise refused with 409 naming why)' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const RevokeQuery = T.Object({ force: T.Optional(T.Boolean({ description: 'as the body\'s "force"' })) }, { additionalProperties: false });
 
 export const TokenQuery = T.Object(
   {

@@ -48,6 +48,8 @@ export interface TokenTable {
   revoked_by: string | null;
   revoke_reason: string | null;
   replaces: string | null;
+  /** The token that minted this one (a caller without admin:token): it never outlives it and dies with it. */
+  parent: string | null;
   binding_id: string | null;
   last_used_at: number | null;
   last_used_ip: string | null;

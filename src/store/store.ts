@@ -254,6 +254,31 @@ export class Store {
     for (const t of live) await this.revokeToken(t.id, at, by, reason);
     return live.map((t) => t.id);
   }
+  /**
+   * Every live token below `ids` in the parent lineage (children, their children, …): what
+   * revoking or shortening one of `ids` must take along.
+   */
+  async liveDescendants(ids: string[]): Promise<{ id: string; expires_at: number }[]> {
+    const out: { id: string; expires_at: number }[] = [];
+    const seen = new Set(ids);
+    let frontier = [...ids];
+    while (frontier.length) {
+      const rows = await this.db
+        .selectFrom('tokens')
+        .select(['id', 'expires_at'])
+        .where('parent', 'in', frontier)
+        .where('revoked_at', 'is', null)
+        .execute();
+      frontier = [];
+      for (const r of rows) {
+        if (seen.has(r.id)) continue;
+        seen.add(r.id);
+        out.push(r);
+        frontier.push(r.id);
+      }
+    }
+    return out;
+  }
   /** Ids revoked at or after `since`: how replicas learn of revocations made elsewhere. */
   async revokedSince(since: number): Promise<{ id: string; revoked_at: number }[]> {
     return this.db

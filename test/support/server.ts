@@ -46,6 +46,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
       store: { url: options.storeUrl ?? dbPath },
       log: { level: 'info' },
       ...options.config,
+      // Tests move their clocks by days with the first admin token: it lives as long as any token may, unless a test says otherwise.
+      tokens: { bootstrapLifetime: options.config?.tokens?.maxLifetime ?? '365d', ...options.config?.tokens },
     },
   });
   const logFile = join(LOG_DIR, `server-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.log`);

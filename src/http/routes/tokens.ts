@@ -23,7 +23,7 @@ function timestampField(field: string, value: string | undefined): number | unde
   return ms;
 }
 
-const created = (c: Created) => ({ token: c.plaintext, ...c.token });
+const created = (c: Created) => ({ token: c.plaintext, ...(c.expiryCappedBy ? { expiryCappedBy: c.expiryCappedBy } : {}), ...c.token });
 
 export function registerTokenRoutes(api: FastifyInstance, ctx: AppContext): void {
   const { authority } = ctx;
@@ -83,16 +83,34 @@ export function registerTokenRoutes(api: FastifyInstance, ctx: AppContext): void
     async (req) => authority.getToken(req.principal, req.params.id),
   );
 
-  const revoke = async (req: { principal: any; params: { id: string }; body?: { reason?: string } }) =>
-    authority.revokeToken(req.principal, req.params.id, req.body?.reason);
-  api.delete<{ Params: Static<typeof S.IdParam>; Body: Static<typeof S.RevokeBody> }>(
+  // A revocation by hand: a token a binding delivers, or the caller's own, needs force (authority.revokeToken's guard).
+  const revoke = async (req: { principal: any; params: { id: string }; body?: { reason?: string; force?: boolean }; query?: { force?: boolean } }) =>
+    authority.revokeToken(req.principal, req.params.id, req.body?.reason, { guard: true, force: req.body?.force === true || req.query?.force === true });
+  api.delete<{ Params: Static<typeof S.IdParam>; Querystring: Static<typeof S.RevokeQuery>; Body: Static<typeof S.RevokeBody> }>(
     '/tokens/:id',
-    { schema: { tags: ['tokens'], summary: 'Revoke a token', params: S.IdParam, response: { 200: S.TokenView, ...errors } } },
+    {
+      schema: {
+        tags: ['tokens'],
+        summary: 'Revoke a token (and every token it minted); 409 for a token a binding delivers or your own, unless ?force=true',
+        params: S.IdParam,
+        querystring: S.RevokeQuery,
+        response: { 200: S.TokenView, ...errors },
+      },
+    },
     revoke,
   );
-  api.post<{ Params: Static<typeof S.IdParam>; Body: Static<typeof S.RevokeBody> }>(
+  api.post<{ Params: Static<typeof S.IdParam>; Querystring: Static<typeof S.RevokeQuery>; Body: Static<typeof S.RevokeBody> }>(
     '/tokens/:id/revoke',
-    { schema: { tags: ['tokens'], summary: 'Revoke a token, with a reason', params: S.IdParam, body: T.Optional(S.RevokeBody), response: { 200: S.TokenView, ...errors } } },
+    {
+      schema: {
+        tags: ['tokens'],
+        summary: 'Revoke a token (and every token it minted), with a reason; 409 for a token a binding delivers or your own, unless "force": true',
+        params: S.IdParam,
+        querystring: S.RevokeQuery,
+        body: T.Optional(S.RevokeBody),
+        response: { 200: S.TokenView, ...errors },
+      },
+    },
     revoke,
   );
 

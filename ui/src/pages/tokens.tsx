@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { type Actor, type CreatedToken, type Scope, type Token, type TokenState, api, query } from '../api.js';
+import { type Actor, ApiError, type CreatedToken, type Scope, type Token, type TokenState, api, query } from '../api.js';
 import type { Session } from '../app.js';
 import { CheckboxGroup, Chips, Dialog, DialogButtons, ErrorNotice, Field, TextField, Time, focusFirstError, showFieldErrors, useAction } from '../components/ui.js';
 import { client, fromNow, when } from '../format.js';
@@ -463,11 +463,20 @@ function ShownOnceDialog(props: { created: CreatedToken; replaced?: Token; onClo
 
 function RevokeDialog(props: { token: Token; onClose: () => void; onRevoked: (t: Token) => void }) {
   const [reason, setReason] = useState('');
+  // A token a binding delivers, or the one this session uses, is refused (409, field "force") until confirmed.
+  const [force, setForce] = useState(false);
   const { busy, failure, run } = useAction();
   const t = props.token;
   const submit = (e: Event) => {
     e.preventDefault();
-    return run(async () => props.onRevoked(await api<Token>('POST', `/tokens/${encodeURIComponent(t.id)}/revoke`, reason.trim() ? { reason: reason.trim() } : {})));
+    const body = { ...(reason.trim() ? { reason: reason.trim() } : {}), ...(force ? { force: true } : {}) };
+    return run(
+      async () => props.onRevoked(await api<Token>('POST', `/tokens/${encodeURIComponent(t.id)}/revoke`, body)),
+      (err) => {
+        if (err instanceof ApiError && err.status === 409 && err.problem.field === 'force') setForce(true);
+        return false;
+      },
+    );
   };
   return (
     <Dialog title={`Revoke token “${t.name}”?`} onClose={props.onClose} alert>
@@ -482,7 +491,7 @@ function RevokeDialog(props: { token: Token; onClose: () => void; onRevoked: (t:
         )}
         <TextField id="revoke-reason" label="Reason (optional, goes to the audit log)" value={reason} onInput={setReason} placeholder="unused for 90 days" />
         <ErrorNotice error={failure} />
-        <DialogButtons onCancel={props.onClose} busy={busy} label="Revoke token" busyLabel="Revoking…" danger focusCancel />
+        <DialogButtons onCancel={props.onClose} busy={busy} label={force ? 'Revoke anyway' : 'Revoke token'} busyLabel="Revoking…" danger focusCancel />
       </form>
     </Dialog>
   );
