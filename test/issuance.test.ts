@@ -44,8 +44,12 @@ const bindingSpec = (name: string, actorName: string, scopes: readonly string[],
 });
 
 beforeAll(async () => {
-  s = await startTestServer({ clock, config: { tokens: { maxLifetime: '30d', defaultLifetime: '7d' }, verify: { failureLimit: 100_000 } }, delivery: { autoStart: false } });
   dir = tempDir('issuance');
+  s = await startTestServer({
+    clock,
+    config: { tokens: { maxLifetime: '30d', defaultLifetime: '7d' }, verify: { failureLimit: 100_000 }, delivery: { fileRoots: [dir] } },
+    delivery: { autoStart: false },
+  });
   await actor('ops', { roles: ['operator'] });
   await actor('carol', { scopes: ['binding.manage', 'metrics.read'] });
   await actor('bot-prometheus', { roles: ['metrics-read'] });
