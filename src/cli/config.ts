@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ConfigError, type ResolvedConfig, ServerConfigSchema, loadConfig } from '../config/config.js';
+import { ConfigError, type ResolvedConfig, ServerConfigSchema, loadConfig, takeoverWarnings } from '../config/config.js';
 import { unknownTopLevelKeys } from '../config/problems.js';
 import { loadCertificatePair } from '../http/tls.js';
 import { redactTokens } from '../token/format.js';
@@ -86,6 +86,7 @@ export function registerConfigCommands(program: Command): void {
       }
       const warnings = file ? unknownTopLevelKeys(ServerConfigSchema, (parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>) ?? {}) : [];
       for (const key of warnings) process.stderr.write(`warning: ${file}: "${key}" is not a known setting and is ignored; check its spelling\n`);
+      for (const w of takeoverWarnings(resolved)) process.stderr.write(`warning: ${w}\n`);
       const { durations: _internal, ...effective } = resolved;
       const shown = redactConfig(effective, describeLocation);
       const format = program.opts<{ output?: OutputFormat }>().output;

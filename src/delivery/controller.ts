@@ -5,7 +5,7 @@ import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BindingQueries, type BindingTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
-import type { Leadership } from './lease.js';
+import type { Leadership, LeadershipStatus } from './lease.js';
 import { CONTROLLER_PRINCIPAL } from './provider.js';
 import { LostLeadership, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation.js';
 import { SINK_KINDS, createSink, describeSink } from './sinks/index.js';
@@ -93,6 +93,12 @@ export class DeliveryController {
     await this.deps.leadership.release();
   }
 
+  /** Who leads the controller, for /readyz (which stays about serving: a standby is ready). */
+  leadership(): LeadershipStatus {
+    const l = this.deps.leadership;
+    return l.status?.() ?? { leading: l.leading, holder: l.leading ? l.holder : null, since: null };
+  }
+
   /** Readiness: the last pass reached the store. */
   health(): { ok: boolean; detail: string } {
     if (this.lastTickError) return { ok: false, detail: `delivery controller: ${this.lastTickError}` };
@@ -103,7 +109,9 @@ export class DeliveryController {
     const report: TickReport = { leader: false, started: 0, advanced: 0, removed: 0, drifted: 0 };
     try {
       await this.refreshGauges();
+      const was = this.leading;
       report.leader = await this.deps.leadership.acquire();
+      if (report.leader && !was) this.deps.logger.info({ holder: this.deps.leadership.holder }, 'leading the delivery controller');
       if (report.leader) await this.work(report);
       this.lastTickError = null;
     } catch (err) {

@@ -228,6 +228,19 @@ export class BindingQueries {
     const row = await this.db.selectFrom('leases').selectAll().where('name', '=', name).executeTakeFirstOrThrow();
     return { held: row.holder === holder, fencing: Number(row.fencing), holder: row.holder, expiresAt: Number(row.expires_at) };
   }
+  /**
+   * Takes the lease from `from`, whatever its expiry, if it still names `from` (the caller has
+   * proved that holder dead); of two processes racing, the second finds another holder.
+   */
+  async takeOverLease(name: string, from: string, holder: string, now: number, ttlMs: number): Promise<boolean> {
+    const res = await this.db
+      .updateTable('leases')
+      .set((eb) => ({ holder, expires_at: now + ttlMs, fencing: eb('fencing', '+', 1) }))
+      .where('name', '=', name)
+      .where('holder', '=', from)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
+  }
   async releaseLease(name: string, holder: string): Promise<void> {
     await this.db.updateTable('leases').set({ expires_at: 0 }).where('name', '=', name).where('holder', '=', holder).execute();
   }
