@@ -239,6 +239,8 @@ export class DeliveryController {
     const m = this.deps.metrics;
     m.bindingExpiry.remove(name);
     m.bindingLastSuccess.remove(name);
+    m.bindingIssued.remove(name);
+    m.bindingNextRotation.remove(name);
     m.bindingHealthy.remove(name);
     m.sinkDrift.remove(name);
     for (const kind of SINK_KINDS) m.sinkErrors.remove(name, kind);
@@ -252,9 +254,13 @@ export class DeliveryController {
     if (now - this.lastGauges < 10_000) return;
     this.lastGauges = now;
     const m = this.deps.metrics;
+    const issued = await this.q.currentTokenIssuedAt();
     for (const b of await this.q.list()) {
       if (b.state === 'removing') continue;
       if (b.token_expires_at !== null) m.bindingExpiry.labels(b.name).set(b.token_expires_at / 1000);
+      const at = issued.get(b.id);
+      if (at !== undefined) m.bindingIssued.labels(b.name).set(at / 1000);
+      if (b.next_rotation_at !== null) m.bindingNextRotation.labels(b.name).set(b.next_rotation_at / 1000);
       if (b.last_success_at !== null) m.bindingLastSuccess.labels(b.name).set(b.last_success_at / 1000);
       m.bindingHealthy.labels(b.name).set(isHealthy(b, now) ? 1 : 0);
       initRotationSeries(m, b.name);
