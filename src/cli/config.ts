@@ -63,13 +63,37 @@ function environmentProblems(config: ResolvedConfig, describeLocation: (url: str
   return problems;
 }
 
+/**
+ * Kubernetes Secret sinks need a cluster: without --online, that a cluster is configured at all
+ * (a kubeconfig or a pod's service account); with --online, that the API answers and RBAC allows
+ * each Secret's verbs (SelfSubjectAccessReview; nothing is written).
+ */
+async function kubernetesProblems(config: ResolvedConfig, online: boolean): Promise<string[]> {
+  const targets = (config.bindings ?? []).flatMap((b, i) =>
+    b.sinks.flatMap((s) => (s.kind === 'kubernetes-secret' ? [{ namespace: s.namespace, name: s.name, owner: `bindings[${i}] "${b.name}" (secret ${s.namespace}/${s.name})` }] : [])),
+  );
+  if (!targets.length && !online) return [];
+  const { kubeConfigOptionsFrom } = await import('../kubernetes/config.js');
+  const { kubeClients, loadKubeConfig } = await import('../kubernetes/client.js');
+  let clients;
+  try {
+    clients = kubeClients(loadKubeConfig(kubeConfigOptionsFrom(config.kubernetes)));
+  } catch (err) {
+    return targets.length || config.kubernetes ? [`kubernetes: ${(err as Error).message}`] : [];
+  }
+  if (!online) return [];
+  const { secretAccessProblems } = await import('../kubernetes/access.js');
+  return secretAccessProblems(clients, targets);
+}
+
 export function registerConfigCommands(program: Command): void {
   const config = program.command('config').description('inspect the server configuration');
   config
     .command('check')
     .description('validate the configuration file and environment, and print the effective configuration (credentials redacted); exit 2 on problems')
     .option('-c, --config <file>', 'YAML configuration file (env TOKENWARDEN_CONFIG)')
-    .action(async (opts: { config?: string }) => {
+    .option('--online', 'also contact what the configuration names: the Kubernetes API and its RBAC for each Secret sink')
+    .action(async (opts: { config?: string; online?: boolean }) => {
       // Loaded here so that other commands do not pay for the database drivers.
       const { describeLocation } = await import('../store/connect.js');
       const file = opts.config ?? process.env.TOKENWARDEN_CONFIG;
@@ -80,7 +104,7 @@ export function registerConfigCommands(program: Command): void {
         if (err instanceof ConfigError) throw new CliError(`${file ?? 'the environment'}: ${err.message}\nfix the settings above and run "tokenwarden config check" again`, EXIT.usage);
         throw err;
       }
-      const problems = environmentProblems(resolved, describeLocation);
+      const problems = [...environmentProblems(resolved, describeLocation), ...(await kubernetesProblems(resolved, opts.online === true))];
       if (problems.length) {
         throw new CliError(`${new ConfigError(problems).message}\nfix the settings above and run "tokenwarden config check" again`, EXIT.usage);
       }
