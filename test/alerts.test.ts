@@ -10,6 +10,12 @@ const run = promisify(execFile);
 const RULES = 'deploy/prometheus/tokenwarden-rules.yml';
 const MANIFEST = 'deploy/kubernetes/prometheusrule.yaml';
 const TESTS = 'deploy/prometheus/tests';
+const GENERATOR = 'deploy/prometheus/generate-prometheusrule.mjs';
+
+/** GitHub-style anchors of a Markdown file's headings. */
+function headingAnchors(markdown: string): Set<string> {
+  return new Set([...markdown.matchAll(/^#+\s+(.+)$/gm)].map((m) => m[1].trim().toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-')));
+}
 
 interface Rule {
   alert?: string;
@@ -61,6 +67,8 @@ describe('shipped Prometheus alert rules', () => {
     expect(alerts.map((a) => a.alert)).toEqual(
       expect.arrayContaining([
         'TokenwardenTokenExpiringSoon',
+        'TokenwardenBindingRotationOverdue',
+        'TokenwardenBindingTokenExpiringSoon',
         'TokenwardenRotationFailing',
         'TokenwardenUpstreamRefreshFailing',
         'TokenwardenSinkFailing',
@@ -72,19 +80,40 @@ describe('shipped Prometheus alert rules', () => {
     expect(alerts.find((a) => a.alert === 'TokenwardenUpstreamRefreshFailing')!.expr).toMatch(/increase\(tokenwarden_source_refresh_failures_total\[10m\]\)\)? > 0/);
   });
 
-  it('each alert has a severity, a summary, a description and a runbook link to a heading in docs/observability.md', () => {
-    const doc = readFileSync('docs/observability.md', 'utf8');
-    const anchors = new Set(
-      [...doc.matchAll(/^#+\s+(.+)$/gm)].map((m) => m[1].trim().toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-')),
-    );
+  it('each alert has a severity, a summary, a description and a runbook link to a heading of the docs the project ships', () => {
     for (const a of alerts) {
       expect(['warning', 'critical'], a.alert).toContain(a.labels?.severity);
       expect(a.annotations?.summary, a.alert).toBeTruthy();
       expect(a.annotations?.description, a.alert).toBeTruthy();
       const url = a.annotations?.runbook_url ?? '';
-      expect(url, a.alert).toMatch(/^https:\/\/tokenwarden\.dev\/docs\/observability#/);
-      expect(anchors, `${a.alert}: ${url}`).toContain(url.split('#')[1]);
+      // Relative to the repository: a file in docs/ and one of its headings, named after the alert.
+      expect(url, a.alert).toBe(`docs/observability.md#${a.alert!.toLowerCase()}`);
+      const [file, anchor] = url.split('#');
+      expect(headingAnchors(readFileSync(file, 'utf8')), `${a.alert}: ${url}`).toContain(anchor);
     }
+  });
+
+  it('render with another runbook base for an installation, both as rules and as a PrometheusRule; a bad base is refused', async () => {
+    const base = 'https://git.example.com/tokenwarden/blob/v1/docs/';
+    const rendered = async (print: string) => parse((await run(process.execPath, [GENERATOR, '--runbook-base', base, '--print', print])).stdout);
+    const asRules = (await rendered('rules')) as typeof rules;
+    const asManifest = await rendered('prometheusrule');
+    expect(asManifest).toMatchObject({ kind: 'PrometheusRule', spec: { groups: asRules.groups } });
+    const urls = asRules.groups.flatMap((g) => g.rules).filter((r) => r.alert).map((r) => r.annotations!.runbook_url);
+    expect(urls).toEqual(alerts.map((a) => `${base}observability.md#${a.alert!.toLowerCase()}`));
+    // Only the links change.
+    expect(asRules.groups.flatMap((g) => g.rules).map((r) => r.expr)).toEqual(rules.groups.flatMap((g) => g.rules).map((r) => r.expr));
+    const bad = await run(process.execPath, [GENERATOR, '--runbook-base', 'docs.example.com', '--print', 'rules']).catch((e) => e);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--runbook-base must be an http\(s\) URL ending in "\/"/);
+  });
+
+  it('expiry alerts are relative to the lifetime and the schedule, not a fixed number of days', () => {
+    const expr = (name: string) => alerts.find((a) => a.alert === name)!.expr;
+    expect(expr('TokenwardenTokenExpiringSoon')).toContain('tokenwarden_token_lifetime_seconds{managed="false"}');
+    expect(expr('TokenwardenBindingTokenExpiringSoon')).toContain('tokenwarden_binding_token_issued_timestamp_seconds');
+    expect(expr('TokenwardenBindingRotationOverdue')).toContain('tokenwarden_binding_next_rotation_timestamp_seconds');
+    for (const a of alerts) expect(a.expr, a.alert).not.toMatch(/<\s*86400\b/);
   });
 
   it('only use metrics tokenwarden exposes (plus Prometheus own `up`)', async () => {

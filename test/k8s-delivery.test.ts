@@ -263,7 +263,7 @@ describe('delivery.leader: kubernetes', () => {
       expect(report.leader).toBe(true);
       const lease = k8s.get('leases', 'tokenwarden', 'tw-leader')!;
       expect(lease.spec).toMatchObject({ leaseDurationSeconds: 10, leaseTransitions: 0 });
-      expect(lease.spec.holderIdentity).toMatch(/:\d+:[0-9a-f]{8}$/);
+      expect(lease.spec.holderIdentity).toMatch(/:\d+:[0-9a-f]{8}(:\d+)?$/);
     } finally {
       await other.close();
     }

@@ -1,8 +1,9 @@
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SYSTEM_PRINCIPAL } from '../src/authority/authority.js';
 import { ManualClock } from '../src/clock.js';
 import { TOKEN_PATTERN } from '../src/token/format.js';
-import { rememberSecret } from './support/output.js';
+import { rememberSecret, tempDir } from './support/output.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 const DAY = 86_400_000;
@@ -59,6 +60,14 @@ describe('metrics on the gated /metrics', () => {
     expect(series(text, 'tokenwarden_token_expiry_timestamp_seconds')).toContain(
       `tokenwarden_token_expiry_timestamp_seconds{token_id="${bound.token.id}",token_name="delivered",actor="bot-prom",managed="true"} ${(Date.UTC(2026, 0, 1) + 2 * DAY) / 1000}`,
     );
+    // The whole lifetime, for alerts relative to it (issue 15): unchanged as the token ages.
+    expect(series(text, 'tokenwarden_token_lifetime_seconds')).toEqual(
+      expect.arrayContaining([
+        `tokenwarden_token_lifetime_seconds{token_id="${scrapeTok.token.id}",token_name="scrape",actor="bot-prom",managed="false"} ${30 * 86400}`,
+        `tokenwarden_token_lifetime_seconds{token_id="${soon.token.id}",token_name="hand-made",actor="bot-prom",managed="false"} ${3 * 86400 + 2}`,
+      ]),
+    );
+    expect(series(text, 'tokenwarden_token_lifetime_seconds')).toHaveLength(4);
     expect(series(text, 'tokenwarden_tokens')).toEqual(
       ['tokenwarden_tokens{state="active"} 4', 'tokenwarden_tokens{state="expired"} 1', 'tokenwarden_tokens{state="revoked"} 1'].sort(),
     );
@@ -81,6 +90,30 @@ describe('metrics on the gated /metrics', () => {
     ]);
     m.bindingExpiry.remove({ binding: 'prometheus-scrape' });
     expect(series(await scrape(), 'tokenwarden_binding_token_expires_in_seconds')).toEqual([]);
+  });
+
+  it('publishes per binding when its token was issued and when its next rotation is due (the schedule alerts are relative to)', async () => {
+    const dir = tempDir('observe-binding');
+    await s.api('POST', '/api/v1/actors', { name: 'bot-sched', kind: 'service', roles: ['metrics-read'] });
+    const issuedAt = clock.now();
+    const created = await s.api('POST', '/api/v1/bindings', {
+      name: 'sched',
+      actor: 'bot-sched',
+      scopes: ['metrics.read'],
+      lifetime: '30m',
+      sinks: [{ kind: 'file', path: join(dir, 'sched.token') }],
+      rotation: { confirm: 'none', jitter: 0 },
+    });
+    expect(created.status).toBe(201);
+    await s.tw.ctx.delivery!.tick();
+    clock.advance(11_000); // the controller refreshes binding gauges at most every 10 s
+    await s.tw.ctx.delivery!.tick();
+    const text = await scrape();
+    expect(series(text, 'tokenwarden_binding_token_issued_timestamp_seconds')).toEqual([`tokenwarden_binding_token_issued_timestamp_seconds{binding="sched"} ${issuedAt / 1000}`]);
+    expect(series(text, 'tokenwarden_binding_token_expiry_timestamp_seconds')).toEqual([`tokenwarden_binding_token_expiry_timestamp_seconds{binding="sched"} ${issuedAt / 1000 + 1800}`]);
+    expect(series(text, 'tokenwarden_binding_next_rotation_timestamp_seconds')).toEqual([
+      `tokenwarden_binding_next_rotation_timestamp_seconds{binding="sched"} ${(issuedAt + Math.round(1800_000 * 0.66)) / 1000}`,
+    ]);
   });
 
   it('counts verifications by result, every result present from the start', async () => {

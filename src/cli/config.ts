@@ -2,7 +2,7 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ConfigError, type ResolvedConfig, ServerConfigSchema, loadConfig } from '../config/config.js';
+import { ConfigError, type ResolvedConfig, ServerConfigSchema, loadConfig, takeoverWarnings } from '../config/config.js';
 import { unknownTopLevelKeys } from '../config/problems.js';
 import { loadCertificatePair } from '../http/tls.js';
 import { redactTokens } from '../token/format.js';
@@ -63,13 +63,37 @@ function environmentProblems(config: ResolvedConfig, describeLocation: (url: str
   return problems;
 }
 
+/**
+ * Kubernetes Secret sinks need a cluster: without --online, that a cluster is configured at all
+ * (a kubeconfig or a pod's service account); with --online, that the API answers and RBAC allows
+ * each Secret's verbs (SelfSubjectAccessReview; nothing is written).
+ */
+async function kubernetesProblems(config: ResolvedConfig, online: boolean): Promise<string[]> {
+  const targets = (config.bindings ?? []).flatMap((b, i) =>
+    b.sinks.flatMap((s) => (s.kind === 'kubernetes-secret' ? [{ namespace: s.namespace, name: s.name, owner: `bindings[${i}] "${b.name}" (secret ${s.namespace}/${s.name})` }] : [])),
+  );
+  if (!targets.length && !online) return [];
+  const { kubeConfigOptionsFrom } = await import('../kubernetes/config.js');
+  const { kubeClients, loadKubeConfig } = await import('../kubernetes/client.js');
+  let clients;
+  try {
+    clients = kubeClients(loadKubeConfig(kubeConfigOptionsFrom(config.kubernetes)));
+  } catch (err) {
+    return targets.length || config.kubernetes ? [`kubernetes: ${(err as Error).message}`] : [];
+  }
+  if (!online) return [];
+  const { secretAccessProblems } = await import('../kubernetes/access.js');
+  return secretAccessProblems(clients, targets);
+}
+
 export function registerConfigCommands(program: Command): void {
   const config = program.command('config').description('inspect the server configuration');
   config
     .command('check')
     .description('validate the configuration file and environment, and print the effective configuration (credentials redacted); exit 2 on problems')
     .option('-c, --config <file>', 'YAML configuration file (env TOKENWARDEN_CONFIG)')
-    .action(async (opts: { config?: string }) => {
+    .option('--online', 'also contact what the configuration names: the Kubernetes API and its RBAC for each Secret sink')
+    .action(async (opts: { config?: string; online?: boolean }) => {
       // Loaded here so that other commands do not pay for the database drivers.
       const { describeLocation } = await import('../store/connect.js');
       const file = opts.config ?? process.env.TOKENWARDEN_CONFIG;
@@ -80,12 +104,13 @@ export function registerConfigCommands(program: Command): void {
         if (err instanceof ConfigError) throw new CliError(`${file ?? 'the environment'}: ${err.message}\nfix the settings above and run "tokenwarden config check" again`, EXIT.usage);
         throw err;
       }
-      const problems = environmentProblems(resolved, describeLocation);
+      const problems = [...environmentProblems(resolved, describeLocation), ...(await kubernetesProblems(resolved, opts.online === true))];
       if (problems.length) {
         throw new CliError(`${new ConfigError(problems).message}\nfix the settings above and run "tokenwarden config check" again`, EXIT.usage);
       }
       const warnings = file ? unknownTopLevelKeys(ServerConfigSchema, (parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>) ?? {}) : [];
       for (const key of warnings) process.stderr.write(`warning: ${file}: "${key}" is not a known setting and is ignored; check its spelling\n`);
+      for (const w of takeoverWarnings(resolved)) process.stderr.write(`warning: ${w}\n`);
       const { durations: _internal, ...effective } = resolved;
       const shown = redactConfig(effective, describeLocation);
       const format = program.opts<{ output?: OutputFormat }>().output;

@@ -120,6 +120,29 @@ export function mintFieldProblems(spec: Partial<Pick<BindingSpec, 'actor' | 'sco
     message: `${field} is required for a binding that mints its token (one without source:)`,
   }));
 }
+/**
+ * A binding's token must outlive a change of controller leader. It is rotated at `at` of its
+ * lifetime (late by up to `jitter` of that), so it has lifetime × (1 − at × (1 + jitter)) left
+ * then; a leader that dies at that moment and cannot be proved dead (another host, a paused
+ * process, a PostgreSQL replica) is replaced after `takeoverMs` (the lease TTL and one tick).
+ * A warning rather than a refusal: a single SQLite writer takes over at once after a crash.
+ * One rule for the config file (`tokenwarden config check`, the start-up log) and the API
+ * (`warnings` in the answer).
+ */
+export function takeoverWarning(lifetimeMs: number, rotation: { at?: number; jitter?: number } | undefined, takeoverMs: number): string | null {
+  if (!(lifetimeMs > 0)) return null;
+  const at = rotation?.at ?? RotationSpec.properties.at.default;
+  const jitter = rotation?.jitter ?? RotationSpec.properties.jitter.default;
+  const left = lifetimeMs * (1 - at * (1 + jitter));
+  if (left >= takeoverMs) return null;
+  const s = (ms: number) => `${Math.round(ms / 100) / 10}s`;
+  return (
+    `the token has only ${s(left)} left when it is rotated (lifetime × (1 − rotation.at, with its jitter)), less than the ${s(takeoverMs)} ` +
+    'a new controller leader may need to take over from one that cannot be proved dead (delivery.leaseTtl plus delivery.interval); ' +
+    'raise lifetime, lower rotation.at, or lower delivery.leaseTtl'
+  );
+}
+
 export type SinkSpecT = Static<typeof SinkSpec>;
 export type FileSinkSpecT = Static<typeof FileSinkSpec>;
 export type KubernetesSecretSinkSpecT = Static<typeof KubernetesSecretSinkSpec>;

@@ -6,7 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { DEFAULT_BOOTSTRAP_LIFETIME_MS } from '../authority/issuance.js';
 import { parseDuration } from '../clock.js';
 import { KubernetesConfigSchema, kubeConfigOptionsFrom } from '../kubernetes/config.js';
-import { BindingSpecSchema, mintFieldProblems } from './binding-schema.js';
+import { BindingSpecSchema, mintFieldProblems, takeoverWarning } from './binding-schema.js';
 import { describeSchemaErrors } from './problems.js';
 import { trustedProxyProblem } from '../verify/request-origin.js';
 
@@ -149,6 +149,27 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'list']> = {
   // A list: comma or colon separated, like PATH.
   TOKENWARDEN_DELIVERY_FILE_ROOTS: ['delivery', 'fileRoots', 'list'],
 };
+
+/**
+ * How long the delivery controller can go without a leader after one dies unseen: its lease
+ * (`delivery.leaseTtl`, default 15 s, or the Kubernetes Lease's duration) plus one tick.
+ */
+export function controllerTakeover(config: Pick<ServerConfig, 'delivery' | 'kubernetes'>): { leaseTtlMs: number; intervalMs: number; takeoverMs: number } {
+  const leaseTtlMs = parseDuration(config.delivery.leaseTtl ?? '15s')!;
+  const intervalMs = parseDuration(config.delivery.interval ?? '1s')!;
+  const k8s = config.delivery.leader === 'kubernetes' ? config.kubernetes?.lease?.durationSeconds : undefined;
+  return { leaseTtlMs, intervalMs, takeoverMs: (k8s !== undefined ? k8s * 1000 : leaseTtlMs) + intervalMs };
+}
+
+/** Config bindings whose token could run out while a new leader takes over (takeoverWarning), each naming its field. */
+export function takeoverWarnings(config: Pick<ServerConfig, 'delivery' | 'kubernetes' | 'bindings'>): string[] {
+  const { takeoverMs } = controllerTakeover(config);
+  return (config.bindings ?? []).flatMap((b, i) => {
+    const lifetimeMs = b.lifetime === undefined ? 0 : (parseDuration(b.lifetime) ?? 0);
+    const warning = takeoverWarning(lifetimeMs, b.rotation, takeoverMs);
+    return warning ? [`bindings[${i}].lifetime (${b.name}): ${warning}`] : [];
+  });
+}
 
 export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Record<string, Record<string, unknown>> } = {}): ResolvedConfig {
   let raw: Record<string, any> = {};

@@ -5,7 +5,7 @@ import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BindingQueries, type BindingTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
-import type { Leadership } from './lease.js';
+import type { Leadership, LeadershipStatus } from './lease.js';
 import { CONTROLLER_PRINCIPAL } from './provider.js';
 import { LostLeadership, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation.js';
 import { type DeliveredSink, SINK_KINDS, createSink, describeSink, sinkContext } from './sinks/index.js';
@@ -93,6 +93,12 @@ export class DeliveryController {
     await this.deps.leadership.release();
   }
 
+  /** Who leads the controller, for /readyz (which stays about serving: a standby is ready). */
+  leadership(): LeadershipStatus {
+    const l = this.deps.leadership;
+    return l.status?.() ?? { leading: l.leading, holder: l.leading ? l.holder : null, since: null };
+  }
+
   /** Readiness: the last pass reached the store. */
   health(): { ok: boolean; detail: string } {
     if (this.lastTickError) return { ok: false, detail: `delivery controller: ${this.lastTickError}` };
@@ -103,7 +109,9 @@ export class DeliveryController {
     const report: TickReport = { leader: false, started: 0, advanced: 0, removed: 0, drifted: 0 };
     try {
       await this.refreshGauges();
+      const was = this.leading;
       report.leader = await this.deps.leadership.acquire();
+      if (report.leader && !was) this.deps.logger.info({ holder: this.deps.leadership.holder }, 'leading the delivery controller');
       if (report.leader) await this.work(report);
       this.lastTickError = null;
     } catch (err) {
@@ -240,6 +248,8 @@ export class DeliveryController {
     const m = this.deps.metrics;
     m.bindingExpiry.remove(name);
     m.bindingLastSuccess.remove(name);
+    m.bindingIssued.remove(name);
+    m.bindingNextRotation.remove(name);
     m.bindingHealthy.remove(name);
     m.sinkDrift.remove(name);
     for (const kind of SINK_KINDS) m.sinkErrors.remove(name, kind);
@@ -253,9 +263,13 @@ export class DeliveryController {
     if (now - this.lastGauges < 10_000) return;
     this.lastGauges = now;
     const m = this.deps.metrics;
+    const issued = await this.q.currentTokenIssuedAt();
     for (const b of await this.q.list()) {
       if (b.state === 'removing') continue;
       if (b.token_expires_at !== null) m.bindingExpiry.labels(b.name).set(b.token_expires_at / 1000);
+      const at = issued.get(b.id);
+      if (at !== undefined) m.bindingIssued.labels(b.name).set(at / 1000);
+      if (b.next_rotation_at !== null) m.bindingNextRotation.labels(b.name).set(b.next_rotation_at / 1000);
       if (b.last_success_at !== null) m.bindingLastSuccess.labels(b.name).set(b.last_success_at / 1000);
       m.bindingHealthy.labels(b.name).set(isHealthy(b, now) ? 1 : 0);
       initRotationSeries(m, b.name);

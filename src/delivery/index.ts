@@ -1,7 +1,7 @@
 import { dirname, join, resolve } from 'node:path';
 import type { Authority } from '../authority/authority.js';
 import { type Clock, parseDuration } from '../clock.js';
-import { ConfigError, type ResolvedConfig } from '../config/config.js';
+import { ConfigError, type ResolvedConfig, controllerTakeover, takeoverWarnings } from '../config/config.js';
 import { Problem } from '../errors.js';
 import { bindingRoutes } from '../http/routes/bindings.js';
 import type { Logger } from '../observe/log.js';
@@ -49,7 +49,7 @@ export interface Delivery {
 
 /** How long a leader's lease lasts without renewal (`delivery.leaseTtl`, default 15 s). */
 export function deliveryLeaseTtlMs(config: ResolvedConfig): number {
-  return parseDuration(config.delivery.leaseTtl ?? '15s')!;
+  return controllerTakeover(config).leaseTtlMs;
 }
 
 /** The delivery key seals in-flight tokens; replicas sharing a store must share it. */
@@ -91,8 +91,9 @@ export function createDelivery(
 ): Delivery {
   const { config, store, authority, verifier, metrics, clock } = parts;
   const logger = parts.logger.child({ part: 'delivery' });
-  const intervalMs = options.intervalMs ?? parseDuration(config.delivery.interval ?? '1s')!;
-  const leaseTtlMs = deliveryLeaseTtlMs(config);
+  const timings = controllerTakeover(config);
+  const intervalMs = options.intervalMs ?? timings.intervalMs;
+  const leaseTtlMs = timings.leaseTtlMs;
   const sinkDeps = { logger, clock, kubernetes: options.kubernetes, confinement: fileConfinement(config, store.engine, store.location) };
   const sealed = options.sealed ?? SealedBox.fromFile(deliveryKeyPath(config, store.engine, store.location));
   const leadership = options.leadership ?? new StoreLease(store, clock, leaseIdentity(), { ttlMs: leaseTtlMs });
@@ -122,6 +123,7 @@ export function createDelivery(
     logger,
     sinkDeps,
     maxLifetimeMs: config.durations.maxLifetimeMs,
+    takeoverMs: timings.takeoverMs,
     sourceProvider: options.sourceProvider,
     // A process with delivery.enabled: false never acts on bindings, not even after an API change.
     kick: config.delivery.enabled === false ? undefined : () => controller.kick(),
@@ -142,6 +144,7 @@ export function createDelivery(
         logger.info({ created: result.created, updated: result.updated, removed: result.removed }, 'config bindings reconciled');
       }
       for (const p of result.problems) logger.warn(`config binding not ready, will retry: ${p}`);
+      for (const w of takeoverWarnings(config)) logger.warn(w);
     },
     start() {
       if (config.delivery.enabled !== false && options.autoStart !== false) controller.start();

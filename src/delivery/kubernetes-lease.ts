@@ -4,7 +4,7 @@ import { type KubeClients, resolveKube } from '../kubernetes/client.js';
 import { type KubeAction, describeKubeError, isConflict, isNotFound } from '../kubernetes/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { Store } from '../store/store.js';
-import type { Leadership } from './lease.js';
+import type { Leadership, LeadershipStatus } from './lease.js';
 import { LostLeadership } from './rotation.js';
 
 export interface KubernetesLeaseOptions {
@@ -51,6 +51,7 @@ export class KubernetesLease implements Leadership {
   private readonly durationMs: number;
   private readonly clock: Clock;
   private clients: KubeClients | undefined;
+  private seen: { holder: string | null; since: number | null } = { holder: null, since: null };
 
   constructor(
     private readonly options: KubernetesLeaseOptions,
@@ -67,6 +68,10 @@ export class KubernetesLease implements Leadership {
     return this.fencing;
   }
 
+  status(): LeadershipStatus {
+    return { leading: this.leading, ...this.seen };
+  }
+
   async acquire(): Promise<boolean> {
     const now = this.clock.now();
     try {
@@ -76,6 +81,8 @@ export class KubernetesLease implements Leadership {
       const rv = lease.metadata?.resourceVersion;
       if (!this.observed || this.observed.resourceVersion !== rv) this.observed = { resourceVersion: rv, at: now };
       const current = spec.holderIdentity ?? '';
+      const acquired = spec.acquireTime ? new Date(spec.acquireTime as unknown as string | Date).getTime() : Number.NaN;
+      this.seen = { holder: current || null, since: current && Number.isFinite(acquired) ? acquired : null };
       const duration = (spec.leaseDurationSeconds ?? this.durationMs / 1000) * 1000;
       if (current && current !== this.holder && this.observed.at + duration > now) return this.lost();
       const takeover = current !== this.holder;
@@ -187,6 +194,7 @@ export class KubernetesLease implements Leadership {
 
   private won(written: V1Lease, transitions: number, now: number): boolean {
     this.observed = { resourceVersion: written.metadata?.resourceVersion, at: now };
+    if (this.seen.holder !== this.holder) this.seen = { holder: this.holder, since: now };
     this.leading = true;
     this.fencing = transitions + 1;
     this.renewedAt = now;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/config.js';
@@ -6,9 +7,45 @@ import { kubeAccess } from '../kubernetes/lazy.js';
 import type { Logger } from '../observe/log.js';
 import type { Leadership } from './lease.js';
 
-/** This replica's name in a lease: the pod name in a cluster (its hostname), made unique per process. */
+/**
+ * This replica's name in a lease: the pod name in a cluster (its hostname), made unique per
+ * process — `host:pid:random`, plus `:pidns` (the inode of /proc/self/ns/pid) where Linux has
+ * one, so that a pid is only ever compared with pids of the same namespace (see holderIsGone).
+ */
 export function leaseIdentity(): string {
-  return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const ns = pidNamespace();
+  return `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}${ns ? `:${ns}` : ''}`;
+}
+
+function pidNamespace(): string {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * True only when the lease holder `holder` (a leaseIdentity()) is provably dead: it ran on this
+ * host, in this pid namespace, and its pid is gone (ESRCH). Any doubt — another host, another
+ * namespace (a restarted container), a name of another shape, a pid that is alive (even if
+ * reused by an unrelated process, or this process: two controllers in one process, as tests
+ * make), EPERM — is "maybe alive": the lease is then left to expire (delivery.leaseTtl).
+ */
+export function holderIsGone(holder: string, self: string): boolean {
+  if (holder === self) return false;
+  const parts = holder.split(':');
+  if (parts.length < 3 || parts.length > 4) return false;
+  const [host, pidText, , ns = ''] = parts;
+  if (host !== hostname() || ns !== pidNamespace() || !/^[1-9]\d{0,9}$/.test(pidText)) return false;
+  const pid = Number(pidText);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }
 
 /**

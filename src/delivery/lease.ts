@@ -1,7 +1,17 @@
 import type { Clock } from '../clock.js';
 import { BindingQueries } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
+import { holderIsGone } from './leadership.js';
 import { LostLeadership } from './rotation.js';
+
+/** Who leads, as this process last saw it (for /readyz). */
+export interface LeadershipStatus {
+  leading: boolean;
+  /** The holder of record; null before the first attempt or when nobody holds it. */
+  holder: string | null;
+  /** Epoch ms since which `holder` has held it, as far as this process knows; null if unknown. */
+  since: number | null;
+}
 
 /**
  * One leader among replicas. The store lease works on both engines; a Kubernetes Lease can
@@ -15,16 +25,21 @@ export interface Leadership {
   fence(tx: Store): Promise<void>;
   release(): Promise<void>;
   readonly leading: boolean;
+  status?(): LeadershipStatus;
 }
 
 /**
  * A row in `leases`, taken by conditional update (renew our own, or take over an expired one),
  * with a fencing token that grows on every change of holder. Each controller transaction checks
  * that the row still names this holder and fencing token, so a paused ex-leader cannot commit.
+ *
+ * A holder that is provably dead (holderIsGone: same host and pid namespace, pid gone — the
+ * process this one replaces after a crash) is replaced at once instead of after `ttlMs`.
  */
 export class StoreLease implements Leadership {
   private fencing = 0;
   leading = false;
+  private seen: { holder: string | null; since: number | null } = { holder: null, since: null };
 
   constructor(
     private readonly store: Store,
@@ -38,10 +53,21 @@ export class StoreLease implements Leadership {
   }
 
   async acquire(): Promise<boolean> {
-    const res = await new BindingQueries(this.store).acquireLease(this.name, this.holder, this.clock.now(), this.options.ttlMs);
+    const q = new BindingQueries(this.store);
+    const now = this.clock.now();
+    let res = await q.acquireLease(this.name, this.holder, now, this.options.ttlMs);
+    if (!res.held && holderIsGone(res.holder, this.holder) && (await q.takeOverLease(this.name, res.holder, this.holder, now, this.options.ttlMs))) {
+      res = await q.acquireLease(this.name, this.holder, now, this.options.ttlMs);
+    }
+    const previous = this.seen.holder;
+    this.seen = { holder: res.holder, since: res.holder === previous ? this.seen.since : res.held || previous !== null ? now : null };
     this.leading = res.held;
     this.fencing = res.held ? res.fencing : 0;
     return res.held;
+  }
+
+  status(): LeadershipStatus {
+    return { leading: this.leading, ...this.seen };
   }
 
   get fencingToken(): number {

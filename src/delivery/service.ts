@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Authority, type Principal } from '../authority/authority.js';
 import { PERMISSIONS } from '../authority/catalogue.js';
 import { BINDING_FIELDS } from '../authority/issuance.js';
-import type { BindingSpec } from '../config/binding-schema.js';
+import { type BindingSpec, takeoverWarning } from '../config/binding-schema.js';
 import { type Clock, iso } from '../clock.js';
 import { Problem, problem } from '../errors.js';
 import type { Logger } from '../observe/log.js';
@@ -37,6 +37,8 @@ export interface BindingView {
   inFlight: { seq: number; step: string; startedAt: string; attempts: number; lastError: string | null } | null;
   createdAt: string;
   updatedAt: string;
+  /** Only in the answer to a create or apply: what is accepted but risky (takeoverWarning). */
+  warnings?: string[];
 }
 
 export interface RotationView {
@@ -61,6 +63,8 @@ export interface BindingServiceDeps {
   logger: Logger;
   sinkDeps: SinkDeps;
   maxLifetimeMs: number;
+  /** delivery.leaseTtl plus a tick: a token with less left at rotation gets a warning (takeoverWarning). */
+  takeoverMs?: number;
   sourceProvider?: SourceProviderFactory;
   /** Runs a controller pass (when this process leads) so a change takes effect before the answer. */
   kick?: () => Promise<void>;
@@ -107,7 +111,15 @@ export class BindingService {
       await this.audit(tx, p, 'binding.create', spec.name, summary(normal.spec));
     });
     await this.deps.kick?.();
-    return this.view(await this.row(spec.name));
+    return this.warned(await this.view(await this.row(spec.name)), normal);
+  }
+
+  /** The answer to a create or apply, with takeoverWarning when it applies (also logged). */
+  private warned(view: BindingView, normal: ReturnType<typeof normalizeSpec>): BindingView {
+    const warning = this.deps.takeoverMs === undefined ? null : takeoverWarning(normal.lifetimeMs, normal.policy, this.deps.takeoverMs);
+    if (!warning) return view;
+    this.deps.logger.warn({ binding: view.name }, `binding ${view.name}: ${warning}`);
+    return { ...view, warnings: [`lifetime: ${warning}`] };
   }
 
   /** Creates or replaces (`apply`). A change to who, what or where rotates at once; a policy change only reschedules. */
@@ -123,7 +135,7 @@ export class BindingService {
       await this.audit(tx, p, 'binding.update', name, summary(normal.spec));
     });
     await this.deps.kick?.();
-    return { view: await this.view(await this.row(name)), created: false };
+    return { view: this.warned(await this.view(await this.row(name)), normal), created: false };
   }
 
   /** Marks the binding for removal; the controller revokes its tokens and deletes what it delivered. */

@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import { AppsV1Api, CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 
 /**
@@ -49,6 +51,11 @@ export function loadKubeConfig(options: KubeConfigOptions = { mode: 'auto' }): K
       }
       break;
     case 'auto':
+      // Without any of these the client falls back to http://localhost:8080 and later fails
+      // with "HTTP protocol is not allowed when skipTLSVerify is not set or false": say so now.
+      if (!env.KUBECONFIG?.split(delimiter).some((p) => p && existsSync(p)) && !existsSync(join(homedir(), '.kube', 'config')) && !env.KUBERNETES_SERVICE_HOST) {
+        throw new KubernetesConfigError(noClusterMessage(env.KUBECONFIG));
+      }
       try {
         kc.loadFromDefault();
       } catch (err) {
@@ -66,6 +73,16 @@ export function loadKubeConfig(options: KubeConfigOptions = { mode: 'auto' }): K
   }
   if (!kc.getCurrentCluster()) throw new KubernetesConfigError('the Kubernetes configuration names no cluster for its current context');
   return kc;
+}
+
+function noClusterMessage(kubeconfigEnv: string | undefined): string {
+  const looked = kubeconfigEnv ? `KUBECONFIG=${kubeconfigEnv} names no existing file` : 'KUBECONFIG is not set';
+  return (
+    `no Kubernetes cluster is configured: this is not a pod with a service account (KUBERNETES_SERVICE_HOST is not set), ${looked}, ` +
+    `and ${join(homedir(), '.kube', 'config')} does not exist. Point tokenwarden at a cluster with kubernetes.kubeconfig: /path/to/kubeconfig ` +
+    '(optionally kubernetes.context) in the config file or the KUBECONFIG environment variable, or run it in a pod (kubernetes.inCluster: true); ' +
+    'or remove the Kubernetes sinks, sources and restarts if there is no cluster'
+  );
 }
 
 /** The typed API clients tokenwarden uses, made once from one KubeConfig. */

@@ -35,6 +35,13 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.beforeCollect(),
   });
+  readonly tokenLifetime = new Gauge({
+    name: 'tokenwarden_token_lifetime_seconds',
+    help: 'Whole lifetime (expiry minus issue) of each live token, so expiry alerts can be relative to it',
+    labelNames: ['token_id', 'token_name', 'actor', 'managed'] as const,
+    registers: [this.registry],
+    collect: () => this.beforeCollect(),
+  });
   readonly tokensByState = new Gauge({
     name: 'tokenwarden_tokens',
     help: 'Tokens by state',
@@ -53,6 +60,18 @@ export class Metrics {
   readonly bindingExpiry = new Gauge({
     name: 'tokenwarden_binding_token_expiry_timestamp_seconds',
     help: 'Expiry time (unix seconds) of the token currently delivered by each binding',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+  });
+  readonly bindingIssued = new Gauge({
+    name: 'tokenwarden_binding_token_issued_timestamp_seconds',
+    help: 'When the token currently delivered by each binding was minted or fetched (unix seconds); its lifetime is expiry minus this',
+    labelNames: ['binding'] as const,
+    registers: [this.registry],
+  });
+  readonly bindingNextRotation = new Gauge({
+    name: 'tokenwarden_binding_next_rotation_timestamp_seconds',
+    help: 'When each binding is due to replace its token (unix seconds); in the past while a rotation is due and not begun',
     labelNames: ['binding'] as const,
     registers: [this.registry],
   });

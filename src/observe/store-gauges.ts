@@ -23,10 +23,12 @@ export function attachStoreGauges(metrics: Metrics, store: Store, clock: Clock, 
       // Reset first: tokens that expired or were revoked since the last scrape must disappear.
       metrics.tokenExpiry.reset();
       metrics.tokenExpiresIn.reset();
+      metrics.tokenLifetime.reset();
       for (const t of live) {
         const labels = { token_id: t.id, token_name: t.name, actor: t.actor_name, managed: t.binding_id ? 'true' : 'false' };
         metrics.tokenExpiry.set(labels, Math.floor(t.expires_at / 1000));
         metrics.tokenExpiresIn.set(labels, Math.floor((t.expires_at - now) / 1000));
+        metrics.tokenLifetime.set(labels, Math.round((t.expires_at - t.created_at) / 1000));
       }
     } catch (err) {
       // A scrape must still answer when the store hiccups; the previous values stay.

@@ -199,6 +199,15 @@ export class BindingQueries {
   history(bindingId: string, limit = 50): Promise<RotationTable[]> {
     return this.db.selectFrom('rotations').selectAll().where('binding_id', '=', bindingId).orderBy('seq', 'desc').limit(limit).execute();
   }
+  /** For each binding, when the token it delivers now was minted or fetched: the start of the rotation that brought it. */
+  async currentTokenIssuedAt(): Promise<Map<string, number>> {
+    const rows = await this.db
+      .selectFrom('rotations')
+      .innerJoin('bindings', (j) => j.onRef('bindings.id', '=', 'rotations.binding_id').onRef('bindings.token_id', '=', 'rotations.new_token_id'))
+      .select(['rotations.binding_id', 'rotations.started_at'])
+      .execute();
+    return new Map(rows.map((r) => [r.binding_id, Number(r.started_at)]));
+  }
   /** Live tokens minted for a binding (every one of them must be revoked on removal). */
   async liveTokenIds(bindingId: string): Promise<string[]> {
     const rows = await this.db.selectFrom('tokens').select('id').where('binding_id', '=', bindingId).where('revoked_at', 'is', null).execute();
@@ -227,6 +236,19 @@ export class BindingQueries {
       .execute();
     const row = await this.db.selectFrom('leases').selectAll().where('name', '=', name).executeTakeFirstOrThrow();
     return { held: row.holder === holder, fencing: Number(row.fencing), holder: row.holder, expiresAt: Number(row.expires_at) };
+  }
+  /**
+   * Takes the lease from `from`, whatever its expiry, if it still names `from` (the caller has
+   * proved that holder dead); of two processes racing, the second finds another holder.
+   */
+  async takeOverLease(name: string, from: string, holder: string, now: number, ttlMs: number): Promise<boolean> {
+    const res = await this.db
+      .updateTable('leases')
+      .set((eb) => ({ holder, expires_at: now + ttlMs, fencing: eb('fencing', '+', 1) }))
+      .where('name', '=', name)
+      .where('holder', '=', from)
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) === 1;
   }
   async releaseLease(name: string, holder: string): Promise<void> {
     await this.db.updateTable('leases').set({ expires_at: 0 }).where('name', '=', name).where('holder', '=', holder).execute();

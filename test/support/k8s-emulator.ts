@@ -313,6 +313,16 @@ current-context: emulator
 
   private route(rec: RequestRecord, raw: string): [number, Obj] {
     const path = rec.path;
+    if (path === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews' && rec.method === 'POST') {
+      // Answers from the forbid() faults, without using them up: what RBAC would allow.
+      rec.resource = 'selfsubjectaccessreviews';
+      rec.verb = 'create';
+      const spec = parseJson(raw)?.spec ?? {};
+      const ra = spec.resourceAttributes ?? {};
+      const probe: RequestRecord = { ...rec, verb: ra.verb, resource: ra.resource, namespace: ra.namespace, name: ra.name };
+      const denied = this.faults.some((f) => f.status === 403 && f.times > 0 && matches(f, probe));
+      return [201, { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', spec, status: { allowed: !denied, ...(denied ? { reason: 'forbidden by the emulator' } : {}) } }];
+    }
     const nsOnly = /^\/api\/v1\/namespaces\/([^/]+)$/.exec(path);
     if (nsOnly) {
       rec.resource = 'namespaces';

@@ -31,6 +31,7 @@ export const BindingView = T.Object({
   inFlight: Nullable(T.Object({ seq: T.Integer(), step: T.String(), startedAt: T.String(), attempts: T.Integer(), lastError: Nullable(T.String()) })),
   createdAt: T.String(),
   updatedAt: T.String(),
+  warnings: T.Optional(T.Array(T.String(), { description: 'create and apply only: accepted, but risky (e.g. a token that could expire while a new controller leader takes over)' })),
 });
 
 export const RotationView = T.Object({

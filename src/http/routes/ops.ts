@@ -12,7 +12,9 @@ export function registerOpsRoutes(app: FastifyInstance, ctx: AppContext, authent
     try {
       await ctx.store.ping();
       await ctx.ready?.();
-      return { status: 'ready', store: ctx.store.engine };
+      // Ready means serving; whether this process also leads the delivery controller is told apart.
+      const controller = ctx.delivery?.leadership();
+      return { status: 'ready', store: ctx.store.engine, ...(controller ? { controller } : {}) };
     } catch (err) {
       reply.code(503).type('application/problem+json');
       return new Problem('unavailable', `not ready: ${(err as Error).message}`).toBody();
