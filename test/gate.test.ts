@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { Agent as HttpAgent, type IncomingHttpHeaders, type Server, createServer, get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,9 +10,9 @@ import { localCheck } from '../src/gate/local-check.js';
 import { type Gate, createGate, listenGate } from '../src/gate/proxy.js';
 import { remoteCheck } from '../src/gate/remote-check.js';
 import { createLogger } from '../src/observe/log.js';
-import { BIN } from './support/cli.js';
 import { LOG_DIR, rememberSecret } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { freePort } from './support/ports.js';
+import { type ServeProcess, spawnGate } from './support/process.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 /** An exporter-like upstream: /metrics in Prometheus text format, and it remembers what it was sent. */
@@ -158,30 +157,15 @@ describe('gate caching and revocation', () => {
 });
 
 describe('tokenwarden gate (the command)', () => {
-  let child: ChildProcess | undefined;
+  let gateProcess: ServeProcess | undefined;
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await gateProcess?.stop();
   });
 
   it('starts from flags, prints where it listens, and gates the exporter', async () => {
-    const port = await freePort();
-    const out = join(LOG_DIR, `gate-cli-${process.pid}.log`);
-    const stream = createWriteStream(out);
-    child = spawn(process.execPath, [BIN, 'gate', '--upstream', exporterUrl, '--scope', 'metrics.read', '--listen', `127.0.0.1:${port}`, '--server', tw.url], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.pipe(stream);
-    child.stderr!.pipe(stream);
-    const url = await waitFor(async () => {
-      if (child!.exitCode !== null) throw new Error(`gate exited: ${readFileSync(out, 'utf8')}`);
-      return /listening on (http\S+),/.exec(readFileSync(out, 'utf8'))?.[1];
-    }, 'the gate to listen', 15_000);
-    expect(readFileSync(out, 'utf8')).toContain(`forwarding to ${exporterUrl} (needs metrics.read; verifying with server ${tw.url})`);
+    gateProcess = await spawnGate(['--upstream', exporterUrl, '--scope', 'metrics.read', '--listen', `127.0.0.1:${await freePort()}`, '--server', tw.url]);
+    const url = gateProcess.url;
+    expect(readFileSync(gateProcess.stdoutFile, 'utf8')).toContain(`forwarding to ${exporterUrl} (needs metrics.read; verifying with server ${tw.url})`);
     expect((await get(`${url}/metrics`, metricsToken)).status).toBe(200);
     expect((await get(`${url}/metrics?access_token=${rememberSecret(metricsToken)}`)).status).toBe(401);
   });
@@ -212,6 +196,10 @@ describe('keep-alive between the gate and the server', () => {
     expect(tw.tw.app.server.headersTimeout).toBeGreaterThan(72_000);
     expect((await rawGet(`${tw.url}/healthz`, agent))['keep-alive']).toBe('timeout=72');
     agent.destroy();
+  });
+
+  it('refuses a keep-alive timeout that is not a duration, naming the field', () => {
+    expect(() => loadConfig({ env: {}, overrides: { listen: { keepAliveTimeout: 'soon' } } })).toThrow(/listen\.keepAliveTimeout: "soon" is not valid; expected a duration/);
   });
 
   it('answers every check across pauses around a short server keep-alive timeout', async () => {
