@@ -1,6 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { type IncomingHttpHeaders, type Server, createServer } from 'node:http';
+import { Agent as HttpAgent, type IncomingHttpHeaders, type Server, createServer, get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,9 +10,9 @@ import { localCheck } from '../src/gate/local-check.js';
 import { type Gate, createGate, listenGate } from '../src/gate/proxy.js';
 import { remoteCheck } from '../src/gate/remote-check.js';
 import { createLogger } from '../src/observe/log.js';
-import { BIN } from './support/cli.js';
 import { LOG_DIR, rememberSecret } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { freePort } from './support/ports.js';
+import { type ServeProcess, spawnGate } from './support/process.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 /** An exporter-like upstream: /metrics in Prometheus text format, and it remembers what it was sent. */
@@ -158,31 +157,95 @@ describe('gate caching and revocation', () => {
 });
 
 describe('tokenwarden gate (the command)', () => {
-  let child: ChildProcess | undefined;
+  let gateProcess: ServeProcess | undefined;
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await gateProcess?.stop();
   });
 
   it('starts from flags, prints where it listens, and gates the exporter', async () => {
-    const port = await freePort();
-    const out = join(LOG_DIR, `gate-cli-${process.pid}.log`);
-    const stream = createWriteStream(out);
-    child = spawn(process.execPath, [BIN, 'gate', '--upstream', exporterUrl, '--scope', 'metrics.read', '--listen', `127.0.0.1:${port}`, '--server', tw.url], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout!.pipe(stream);
-    child.stderr!.pipe(stream);
-    const url = await waitFor(async () => {
-      if (child!.exitCode !== null) throw new Error(`gate exited: ${readFileSync(out, 'utf8')}`);
-      return /listening on (http\S+),/.exec(readFileSync(out, 'utf8'))?.[1];
-    }, 'the gate to listen', 15_000);
-    expect(readFileSync(out, 'utf8')).toContain(`forwarding to ${exporterUrl} (needs metrics.read; verifying with server ${tw.url})`);
+    gateProcess = await spawnGate(['--upstream', exporterUrl, '--scope', 'metrics.read', '--listen', `127.0.0.1:${await freePort()}`, '--server', tw.url]);
+    const url = gateProcess.url;
+    expect(readFileSync(gateProcess.stdoutFile, 'utf8')).toContain(`forwarding to ${exporterUrl} (needs metrics.read; verifying with server ${tw.url})`);
     expect((await get(`${url}/metrics`, metricsToken)).status).toBe(200);
     expect((await get(`${url}/metrics?access_token=${rememberSecret(metricsToken)}`)).status).toBe(401);
+  });
+});
+
+describe('keep-alive between the gate and the server', () => {
+  const rawGet = (url: string, agent: HttpAgent) =>
+    new Promise<IncomingHttpHeaders>((resolve, reject) => {
+      const req = httpGet(url, { agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.headers));
+      });
+      req.on('error', reject);
+    });
+
+  it('the real listening servers (main port, authListen) run the configured keep-alive timeout, 72 s by default', async () => {
+    const agent = new HttpAgent({ keepAlive: true });
+    const configured = await startTestServer({ config: { listen: { host: '127.0.0.1', port: 0, keepAliveTimeout: '2500ms' }, authListen: { host: '127.0.0.1', port: 0 } } });
+    try {
+      expect(configured.tw.app.server.keepAliveTimeout).toBe(2500);
+      expect(configured.tw.app.server.headersTimeout).toBeGreaterThan(2500);
+      expect((await rawGet(`${configured.url}/healthz`, agent))['keep-alive']).toBe('timeout=2');
+      expect((await rawGet(`${configured.tw.authUrl}/auth`, agent))['keep-alive']).toBe('timeout=2');
+    } finally {
+      await configured.close();
+    }
+    expect(tw.tw.app.server.keepAliveTimeout).toBe(72_000);
+    expect(tw.tw.app.server.headersTimeout).toBeGreaterThan(72_000);
+    expect((await rawGet(`${tw.url}/healthz`, agent))['keep-alive']).toBe('timeout=72');
+    agent.destroy();
+  });
+
+  it('refuses a keep-alive timeout that is not a duration, naming the field', () => {
+    expect(() => loadConfig({ env: {}, overrides: { listen: { keepAliveTimeout: 'soon' } } })).toThrow(/listen\.keepAliveTimeout: "soon" is not valid; expected a duration/);
+  });
+
+  it('answers every check across pauses around a short server keep-alive timeout', async () => {
+    const short = await startTestServer({ config: { listen: { host: '127.0.0.1', port: 0, keepAliveTimeout: '2s' }, verify: { failureLimit: 1000 } } });
+    try {
+      const { token } = await mintFor(short, 'bot-prometheus', ['metrics.read']);
+      const url = await startGate(remoteCheck({ server: short.url, requirement: { scopes: ['metrics.read'], satisfy: 'all' }, cacheTtlMs: 0, clock }));
+      const statuses: number[] = [];
+      for (const pause of [0, 990, 1000, 1010, 1990, 2000, 2010, 2990, 3000]) {
+        await new Promise((r) => setTimeout(r, pause));
+        statuses.push((await get(`${url}/metrics`, token)).status);
+      }
+      expect(statuses).toEqual(statuses.map(() => 200));
+    } finally {
+      await short.close();
+    }
+  }, 30_000);
+
+  it('asks once more when the server resets a reused connection, and answers 503 once the server is really down', async () => {
+    // A server that closes every kept-alive connection exactly when it is reused: the race of an idle timeout.
+    let resets = 0;
+    const perSocket = new WeakMap<object, number>();
+    const flaky = createServer((req, res) => {
+      const n = (perSocket.get(req.socket) ?? 0) + 1;
+      perSocket.set(req.socket, n);
+      if (n > 1) {
+        resets++;
+        return req.socket.destroy();
+      }
+      res.writeHead(200, { 'x-tokenwarden-actor': 'bot-prometheus', 'x-tokenwarden-expires-at': String(Math.floor(Date.now() / 1000) + 3600) });
+      res.end();
+    });
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    const server = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`;
+    const url = await startGate(remoteCheck({ server, requirement: { scopes: ['metrics.read'], satisfy: 'all' }, cacheTtlMs: 0, clock }));
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await get(`${url}/metrics`, metricsToken)).status);
+    expect(statuses).toEqual(statuses.map(() => 200));
+    expect(resets).toBeGreaterThanOrEqual(9); // every check that reused a kept-alive connection met a reset, and was asked again
+
+    await new Promise<void>((r) => {
+      flaky.close(() => r());
+      flaky.closeAllConnections();
+    });
+    const down = await get(`${url}/metrics`, metricsToken);
+    expect(down.status).toBe(503);
+    expect(((await down.json()) as { detail: string }).detail).toContain('cannot be verified');
   });
 });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rememberSecret, tempDir } from './support/output.js';
 import { waitFor } from './support/ports.js';
-import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
+import { type PrometheusProcess, everySecondConfig, startPrometheus } from './support/prometheus.js';
 import { type TestServer, startTestServer } from './support/server.js';
 
 /**
@@ -43,15 +43,7 @@ beforeAll(async () => {
   prometheus = await startPrometheus({
     dir,
     logName: 'prometheus-rotation',
-    config: [
-      'global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1m }',
-      'scrape_configs:',
-      '  - job_name: tokenwarden',
-      '    metrics_path: /metrics',
-      `    authorization: { type: Bearer, credentials_file: ${tokenFile} }`,
-      `    static_configs: [{ targets: ["${target}"] }]`,
-      '',
-    ].join('\n'),
+    config: everySecondConfig([{ job: 'tokenwarden', target, credentialsFile: tokenFile }]),
   });
 }, 120_000);
 

@@ -17,7 +17,15 @@ export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms
 
 export const ServerConfigSchema = T.Object(
   {
-    listen: T.Object({ host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }) }, { default: {} }),
+    listen: T.Object(
+      {
+        host: T.String({ default: '127.0.0.1' }),
+        port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        // How long an idle keep-alive connection stays open, on the main port and authListen (default 72s, src/http/tls.ts).
+        keepAliveTimeout: T.Optional(Duration),
+      },
+      { default: {} },
+    ),
     authListen: T.Optional(
       T.Object(
         { host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535 }) },

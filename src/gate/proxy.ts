@@ -1,10 +1,12 @@
-import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse, createServer, request as httpRequest } from 'node:http';
+import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Problem } from '../errors.js';
 import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL, credentialOf } from '../http/forward-auth.js';
+import { createNodeServer } from '../http/tls.js';
 import { normalizeIp, proxyTrust, requestOrigin } from '../verify/request-origin.js';
 import { type Logger, redactUrl } from '../observe/log.js';
+import { agentOptions } from './remote-check.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 export interface GateOptions {
@@ -36,7 +38,8 @@ const OURS = /^x-(tokenwarden-|auth-request-)/;
 export function createGate(options: GateOptions): Gate {
   const upstream = new URL(options.upstream);
   const https = upstream.protocol === 'https:';
-  const agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 256 }) : new HttpAgent({ keepAlive: true, maxSockets: 256 });
+  // An idle timeout lets the agent honour the upstream's Keep-Alive: timeout=… hint (Node ignores it without one).
+  const agent = https ? new HttpsAgent(agentOptions(256)) : new HttpAgent(agentOptions(256));
   const send = https ? httpsRequest : httpRequest;
   const prefix = upstream.pathname.replace(/\/+$/, '');
   const trust = proxyTrust(options.trustedProxies ?? []);
@@ -107,7 +110,7 @@ export function createGate(options: GateOptions): Gate {
     res.end(verdict.body);
   }
 
-  const server = createServer((req, res) => {
+  const server = createNodeServer(undefined, (req, res) => {
     const source = requestOrigin(req, trust);
     const credential = credentialOf(req, header);
     if (credential === TWO_CREDENTIALS) return act(req, res, verdictOf(TWO_CREDENTIALS_REFUSAL), source.ip);
@@ -123,7 +126,6 @@ export function createGate(options: GateOptions): Gate {
       (err) => unavailable(req, res, err),
     );
   });
-  server.keepAliveTimeout = 65_000;
 
   function unavailable(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     logger.warn({ err: err as Error, verifier: check.describe }, 'verification failed');

@@ -24,6 +24,30 @@ const MALFORMED: Refusal = { status: 401, error: 'invalid_token', description: '
 const PASSED_BACK = ['www-authenticate', 'retry-after', 'x-error-status', 'content-type'] as const;
 const IDENTITY = ['x-tokenwarden-actor', 'x-tokenwarden-actor-kind', 'x-tokenwarden-token-id', 'x-tokenwarden-scopes', 'x-auth-request-user'] as const;
 
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+type ResetError = NodeJS.ErrnoException & { reusedSocket?: boolean };
+
+/** The server closed the connection under the request: what a reused keep-alive socket does when the server timed it out just then. */
+function isReset(err: ResetError): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'UND_ERR_SOCKET' || err.message === 'socket hang up';
+}
+
+/**
+ * Keep-alive agents of the gate (to the server, to the upstream). The idle timeout is shorter
+ * than the server's keep-alive (KEEP_ALIVE_TIMEOUT_MS, 72 s), so the gate closes an idle
+ * connection first; it also makes Node honour a shorter `Keep-Alive: timeout=…` the server announces.
+ */
+export const GATE_IDLE_TIMEOUT_MS = 30_000;
+
+export function agentOptions(maxSockets: number) {
+  return { keepAlive: true, maxSockets, timeout: GATE_IDLE_TIMEOUT_MS };
+}
+
 interface Allowed {
   hash: string;
   until: number;
@@ -41,18 +65,27 @@ export function remoteCheck(options: RemoteCheckOptions): GateCheck {
   if (options.requirement.satisfy === 'any') query.set('satisfy', 'any');
   const path = `${base.pathname.replace(/\/+$/, '')}/auth${query.size ? `?${query}` : ''}`;
   const https = base.protocol === 'https:';
-  const agent = https ? new HttpsAgent({ keepAlive: true, maxSockets: 64 }) : new HttpAgent({ keepAlive: true, maxSockets: 64 });
+  const agent = https ? new HttpsAgent(agentOptions(64)) : new HttpAgent(agentOptions(64));
   const send = https ? httpsRequest : httpRequest;
   const timeoutMs = options.timeoutMs ?? 5000;
   const cacheSize = options.cacheSize ?? 10_000;
   const allowed = new Map<string, Allowed>();
 
-  function ask(bearer: string, source: Source): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  /**
+   * The check is an idempotent GET: when a kept-alive connection turns out to have been closed
+   * by the server as it was reused, it is asked once more, on a new connection (the other idle
+   * ones may have timed out with it). A server that is down fails that attempt too: 503.
+   */
+  function ask(bearer: string, source: Source): Promise<Answer> {
+    return once(bearer, source, agent).catch((err: ResetError) => (err.reusedSocket && isReset(err) ? once(bearer, source, false) : Promise.reject(err)));
+  }
+
+  function once(bearer: string, source: Source, via: HttpAgent | false): Promise<Answer> {
     const headers: OutgoingHttpHeaders = { authorization: `Bearer ${bearer}` };
     if (source.ip) headers['x-forwarded-for'] = source.ip;
     if (source.userAgent) headers['user-agent'] = source.userAgent;
     return new Promise((resolve, reject) => {
-      const req = send({ protocol: base.protocol, hostname: base.hostname, port: base.port, path, method: 'GET', headers, agent, timeout: timeoutMs }, (res) => {
+      const req = send({ protocol: base.protocol, hostname: base.hostname, port: base.port, path, method: 'GET', headers, agent: via, timeout: timeoutMs }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
@@ -63,7 +96,7 @@ export function remoteCheck(options: RemoteCheckOptions): GateCheck {
       });
       // The error names the server and the failure, never the request headers.
       req.on('timeout', () => req.destroy(new Error(`no answer from ${base.host} within ${timeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', (err: ResetError) => reject(Object.assign(err, { reusedSocket: req.reusedSocket })));
       req.end();
     });
   }

@@ -10,7 +10,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerDoctorRoutes } from '../observe/doctor/routes.js';
 import { registerNotificationRoutes } from '../observe/notify-routes.js';
-import { createNodeServer } from './tls.js';
+import { createNodeServer, keepAliveTimeoutOf } from './tls.js';
 import { registerPolicyRoutes } from './routes/policy.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 import { registerUi } from './ui.js';
@@ -29,12 +29,13 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
     // The forward-auth check runs before the framework: it is on every request of the services behind the proxy.
-    // HTTPS when `tls` is configured, with the certificate reloaded when its files change.
+    // HTTPS when `tls` is configured, with the certificate reloaded when its files change. Fastify's
+    // keepAliveTimeout is not applied to a factory's server: createNodeServer sets it (listen.keepAliveTimeout).
     serverFactory: (handler) =>
       createNodeServer(ctx.config.tls, (req: IncomingMessage, res: ServerResponse) => {
         if (isForwardAuthPath(req.url ?? '')) return forwardAuth(req, res);
         handler(req, res);
-      }, ctx.logger),
+      }, ctx.logger, keepAliveTimeoutOf(ctx.config)),
   });
   app.decorateRequest('principal', null as never);
   app.decorateRequest('clientIp', {

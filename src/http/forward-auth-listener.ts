@@ -10,6 +10,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { VERIFY_RESULTS, verifierOptions } from '../verify/verifier.js';
 import { forwardAuthOptions } from './forward-auth.js';
 import type { AuthWorkerData, FromAuthWorker, ToAuthWorker } from './forward-auth-worker.js';
+import { keepAliveTimeoutOf } from './tls.js';
 
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
@@ -50,6 +51,7 @@ export class ForwardAuthListener {
         host: config.authListen.host,
         port: config.authListen.port,
         tls: config.tls,
+        keepAliveTimeoutMs: keepAliveTimeoutOf(config),
         logLevel: config.log.level,
         results: new SharedArrayBuffer(8 * VERIFY_RESULTS.length),
       },

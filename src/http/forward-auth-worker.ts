@@ -16,6 +16,8 @@ export interface AuthWorkerData {
   host: string;
   port: number;
   tls?: TlsSettings;
+  /** listen.keepAliveTimeout, applied to this listener as to the main port. */
+  keepAliveTimeoutMs: number;
   logLevel: string;
   /** One float64 per VERIFY_RESULTS entry, written only by this thread, read by the main thread's /metrics. */
   results: SharedArrayBuffer;
@@ -60,8 +62,8 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
       res.end(body);
     },
     logger,
+    data.keepAliveTimeoutMs,
   );
-  server.keepAliveTimeout = 75_000; // longer than nginx's upstream keepalive_timeout (60s), so nginx closes first
 
   const close = async () => {
     await new Promise<void>((done) => {

@@ -84,12 +84,41 @@ export class CertificateReloader {
 }
 
 /**
- * The node server under Fastify: plain HTTP, or HTTPS from `tls` with the certificate
- * reloaded in place (setSecureContext) so that no connection is dropped for a renewal.
+ * How long an idle keep-alive connection stays open. Longer than the idle timeout of the
+ * clients that keep connections to us (nginx upstream keepalive_timeout 60 s, Prometheus, the
+ * gate's 30 s), so that the client closes first: a server that closes an idle connection just
+ * as the client reuses it fails that request ("socket hang up", ECONNRESET).
  */
-export function createNodeServer(tls: TlsSettings | undefined, handler: Handler, logger?: Logger): Server {
-  if (!tls) return createServer(handler);
+export const KEEP_ALIVE_TIMEOUT_MS = 72_000;
+
+/** `listen.keepAliveTimeout`, or the default. */
+export function keepAliveTimeoutOf(config: { listen: { keepAliveTimeout?: string | number } }): number {
+  return config.listen.keepAliveTimeout === undefined ? KEEP_ALIVE_TIMEOUT_MS : parseDuration(config.listen.keepAliveTimeout)!;
+}
+
+/**
+ * Sets the keep-alive timeout on the node server itself (Fastify's own option is not applied
+ * when a serverFactory builds the server), with the headers and request timeouts above it.
+ */
+export function applyKeepAlive(server: Server, keepAliveTimeoutMs = KEEP_ALIVE_TIMEOUT_MS): void {
+  server.keepAliveTimeout = keepAliveTimeoutMs;
+  server.headersTimeout = keepAliveTimeoutMs + 1000;
+  if (server.requestTimeout > 0 && server.requestTimeout < server.headersTimeout) server.requestTimeout = server.headersTimeout;
+}
+
+/**
+ * The node server under Fastify and the auth listener: plain HTTP, or HTTPS from `tls` with
+ * the certificate reloaded in place (setSecureContext) so that no connection is dropped for a
+ * renewal; keep-alive as applyKeepAlive sets it.
+ */
+export function createNodeServer(tls: TlsSettings | undefined, handler: Handler, logger?: Logger, keepAliveTimeoutMs = KEEP_ALIVE_TIMEOUT_MS): Server {
+  if (!tls) {
+    const plain = createServer(handler);
+    applyKeepAlive(plain, keepAliveTimeoutMs);
+    return plain;
+  }
   const server = createHttpsServer(loadCertificatePair(tls), handler);
+  applyKeepAlive(server as unknown as Server, keepAliveTimeoutMs);
   const reloader = new CertificateReloader(tls, (options) => server.setSecureContext(options), logger);
   reloader.start(parseDuration(tls.reloadInterval ?? '5s') || 5000);
   server.on('close', () => reloader.stop());

@@ -13,20 +13,30 @@ export interface ServeProcess {
 }
 
 /** Starts `tokenwarden serve` as its own process, logging to test-output/logs. */
-export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
-  const stdoutFile = join(LOG_DIR, `serve-${process.pid}-${Date.now()}.log`);
+export function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+  return spawnListening('serve', args, env, /listening on (http\S+)/);
+}
+
+/** Starts `tokenwarden gate` as its own process (flags as a user gives them), logging to test-output/logs. */
+export function spawnGate(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+  return spawnListening('gate', args, env, /listening on (http\S+),/);
+}
+
+/** A CLI command that runs until stopped; resolves with the URL from its "listening on" line. */
+async function spawnListening(command: string, args: string[], env: Record<string, string>, listening: RegExp): Promise<ServeProcess> {
+  const stdoutFile = join(LOG_DIR, `${command}-${process.pid}-${Date.now()}.log`);
   const out = createWriteStream(stdoutFile);
-  const child = spawn(process.execPath, [BIN, 'serve', ...args], {
+  const child = spawn(process.execPath, [BIN, command, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.pipe(out);
   child.stderr!.pipe(out);
   const url = await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`serve exited with ${child.exitCode}: ${readFileSync(stdoutFile, 'utf8')}`);
+    if (child.exitCode !== null) throw new Error(`${command} exited with ${child.exitCode}: ${readFileSync(stdoutFile, 'utf8')}`);
     if (!existsSync(stdoutFile)) return undefined;
-    return /listening on (http\S+)/.exec(readFileSync(stdoutFile, 'utf8'))?.[1];
-  }, 'tokenwarden serve to listen');
+    return listening.exec(readFileSync(stdoutFile, 'utf8'))?.[1];
+  }, `tokenwarden ${command} to listen`);
   return {
     child,
     url,

@@ -3,7 +3,7 @@ import { createWriteStream, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { LOG_DIR } from './output.js';
-import { freePort } from './ports.js';
+import { freePort, waitFor } from './ports.js';
 import { stopChild } from './process.js';
 
 export interface PrometheusProcess {
@@ -46,4 +46,42 @@ export async function startPrometheus(options: { dir: string; config: string | o
     instant: async (expr) => (await query(`/api/v1/query?query=${encodeURIComponent(expr)}`)).result,
     stop: () => stopChild(child),
   };
+}
+
+export interface BearerScrapeJob {
+  job: string;
+  /** host:port */
+  target: string;
+  /** The file Prometheus re-reads its bearer token from (a tokenwarden file sink). */
+  credentialsFile: string;
+  metricsPath?: string;
+}
+
+/** A Prometheus configuration scraping each job every second with `authorization.credentials_file`. */
+export function everySecondConfig(jobs: BearerScrapeJob[]): string {
+  return [
+    'global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1m }',
+    'scrape_configs:',
+    ...jobs.flatMap((j) => [
+      `  - job_name: ${j.job}`,
+      `    metrics_path: ${j.metricsPath ?? '/metrics'}`,
+      `    authorization: { type: Bearer, credentials_file: ${j.credentialsFile} }`,
+      `    static_configs: [{ targets: ["${j.target}"] }]`,
+    ]),
+    '',
+  ].join('\n');
+}
+
+/** Waits for the job's first successful scrape; resolves with its time (epoch seconds). */
+export async function firstGoodScrape(prometheus: PrometheusProcess, job: string, timeoutMs = 30_000): Promise<number> {
+  const expr = `up{job="${job}"}`;
+  await waitFor(async () => (await prometheus.instant(expr)).some((r: any) => r.value[1] === '1'), `the first good scrape of ${job}`, timeoutMs, 250);
+  return Date.now() / 1000;
+}
+
+/** Every scrape of the job between start and end (epoch seconds) as Prometheus recorded it: [time, up] raw samples. */
+export async function upSamples(prometheus: PrometheusProcess, job: string, start: number, end: number): Promise<[number, string][]> {
+  const expr = encodeURIComponent(`up{job="${job}"}[${Math.ceil(end - start)}s]`);
+  const result = await prometheus.query(`/api/v1/query?query=${expr}&time=${end}`);
+  return result.result[0]?.values ?? [];
 }
