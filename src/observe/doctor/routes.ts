@@ -1,6 +1,5 @@
 import { type Static, Type as T } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { PERMISSIONS } from '../../authority/catalogue.js';
 import type { AppContext } from '../../http/context.js';
 import * as S from '../../http/schemas.js';
 import { diagnoseToken } from './diagnose.js';
@@ -30,7 +29,6 @@ export function registerDoctorRoutes(api: FastifyInstance, ctx: AppContext): voi
       },
     },
     async (req, reply) => {
-      ctx.authority.requireAny(req.principal, [PERMISSIONS.adminToken, PERMISSIONS.introspect]);
       reply.header('cache-control', 'no-store');
       return diagnoseToken(ctx.store, ctx.clock.now(), req.body);
     },
