@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -99,8 +99,9 @@ describe('tokenwarden serve: SIGKILL and restart on the same SQLite data dir (de
   beforeAll(async () => {
     dir = tempDir('lease-takeover');
     const config = join(dir, 'tokenwarden.yaml');
-    writeFileSync(config, 'delivery: { interval: 500ms }\nverify: { failureLimit: 100000 }\n');
-    args = ['--store', join(dir, 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
+    mkdirSync(join(dir, 'data'));
+    writeFileSync(config, `delivery: { fileRoots: [${dir}], interval: 500ms }\nverify: { failureLimit: 100000 }\n`);
+    args = ['--store', join(dir, 'data', 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
     a = await spawnServe(['--port', String(await freePort()), ...args]);
     admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());
     expect((await api(a, 'POST', '/api/v1/actors', { name: 'bot-short', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);

@@ -8,6 +8,7 @@ import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 const DAY = 86_400_000;
 const clock = new ManualClock(Date.UTC(2026, 0, 1));
+const sinkRoot = tempDir('observe-binding');
 let s: TestServer;
 let scrapeToken: string;
 
@@ -26,7 +27,7 @@ async function scrape(): Promise<string> {
 }
 
 beforeAll(async () => {
-  s = await startTestServer({ clock, config: { verify: { failureLimit: 1000 } } });
+  s = await startTestServer({ clock, config: { verify: { failureLimit: 1000 }, delivery: { fileRoots: [sinkRoot] } } });
 });
 afterAll(async () => s?.close());
 
@@ -93,7 +94,7 @@ describe('metrics on the gated /metrics', () => {
   });
 
   it('publishes per binding when its token was issued and when its next rotation is due (the schedule alerts are relative to)', async () => {
-    const dir = tempDir('observe-binding');
+    const dir = sinkRoot;
     await s.api('POST', '/api/v1/actors', { name: 'bot-sched', kind: 'service', roles: ['metrics-read'] });
     const issuedAt = clock.now();
     const created = await s.api('POST', '/api/v1/bindings', {

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
@@ -38,8 +38,9 @@ beforeAll(async () => {
   dir = tempDir('soak-rotation');
   const config = join(dir, 'tokenwarden.yaml');
   // The default leaseTtl (15 s): the restarted process takes over its killed predecessor's lease at once.
-  writeFileSync(config, 'delivery: { interval: 200ms }\nverify: { failureLimit: 100000 }\n');
-  args = ['--port', String(await freePort()), '--store', join(dir, 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
+  mkdirSync(join(dir, 'data'));
+  writeFileSync(config, `delivery: { fileRoots: [${dir}], interval: 200ms }\nverify: { failureLimit: 100000 }\n`);
+  args = ['--port', String(await freePort()), '--store', join(dir, 'data', 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
   serve = await spawnServe(args);
   admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());
   expect((await callApi(serve.url, 'POST', '/api/v1/actors', { name: 'bot-prometheus', kind: 'service', roles: ['metrics-read'] }, admin)).status).toBe(201);
