@@ -6,13 +6,13 @@ import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BindingQueries, type BindingTable, type RotationTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
-import { withinRemainingLife } from '../sources/schedule.js';
 import { redactTokens } from '../token/format.js';
 import type { LastUseRecorder } from '../verify/last-use.js';
 import { crashPoint } from './crash-points.js';
 import { MintProvider, type SourceProviderFactory, type TokenProvider } from './provider.js';
 import type { SealedBox } from './sealed.js';
 import { type SinkDeps, createSink, describeSink, restartConsumers } from './sinks/index.js';
+import { URGENT_RETRY_MS, backoff } from './schedule.js';
 import { type BindingRecord, nextRotationAt, toRecord } from './spec.js';
 import type { SinkSpecT } from '../config/binding-schema.js';
 
@@ -40,6 +40,8 @@ export interface RotationDeps {
   pollMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** While the token in the sinks has expired or has under a tenth of its life left, retries come at least this often (`delivery.urgentRetry`). */
+  urgentRetryMs?: number;
   fetch?: typeof fetch;
   random?: () => number;
   /** Webhook notices (observe/notify.ts), when configured: told of every failed rotation. */
@@ -358,20 +360,31 @@ export class Rotator {
     });
   }
 
+  /** The one backoff (schedule.ts) with this controller's knobs. */
   backoff(attempt: number): number {
-    const base = Math.min(this.deps.retryMaxMs, this.deps.retryBaseMs * 2 ** Math.max(0, attempt - 1));
-    return Math.round(base * (0.8 + 0.4 * (this.deps.random ?? Math.random)()));
+    return backoff(attempt, { initialMs: this.deps.retryBaseMs, maxMs: this.deps.retryMaxMs }, {}, this.deps.random);
   }
 
   /**
-   * The retry delay of a failing binding. An upstream's token cannot be re-issued at will, so for
-   * a source binding the retry also comes at most at half of what the last good token in the
-   * sinks has left (the agent's rule, sources/schedule.ts).
+   * The retry delay of a failing binding: the one backoff, capped by urgency — once the token in
+   * the sinks has expired or has under a tenth of its life left, at most `urgentRetryMs`, so a
+   * sink or an upstream that comes back is used within seconds. An upstream's token cannot be
+   * re-issued at will, so for a source binding the retry also comes at most at half of what the
+   * last good token has left (the agent's rule, the same function).
    */
   retryDelay(binding: BindingRecord, attempt: number, now: number): number {
-    const delay = this.backoff(attempt);
-    if (!binding.spec.source || binding.row.token_expires_at === null) return delay;
-    return Math.round(withinRemainingLife(delay, binding.row.token_expires_at - now, Math.min(100, this.deps.retryBaseMs)));
+    const expiresAt = binding.row.token_expires_at;
+    return backoff(
+      attempt,
+      { initialMs: this.deps.retryBaseMs, maxMs: this.deps.retryMaxMs },
+      {
+        remainingMs: expiresAt === null ? undefined : expiresAt - now,
+        lifetimeMs: binding.lifetimeMs || undefined,
+        urgentMs: this.deps.urgentRetryMs ?? URGENT_RETRY_MS,
+        ...(binding.spec.source ? { halfLifeFloorMs: Math.min(100, this.deps.retryBaseMs) } : {}),
+      },
+      this.deps.random,
+    );
   }
 
   private async stepFailed(binding: BindingRecord, rot: RotationTable, err: unknown): Promise<void> {

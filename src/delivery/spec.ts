@@ -3,6 +3,7 @@ import { type BindingSpec, type ConfirmSpecT, type SinkSpecT, mintFieldProblems 
 import { parseDuration } from '../clock.js';
 import { problem } from '../errors.js';
 import type { BindingTable } from '../store/bindings.js';
+import { RENEWAL_DEFAULTS, renewalAt, renewalProblem } from './schedule.js';
 
 export type Confirm = { mode: 'usage' } | { mode: 'none' } | { mode: 'probe'; url: string; header?: string };
 
@@ -27,7 +28,7 @@ export interface BindingRecord {
   row: BindingTable;
 }
 
-export const POLICY_DEFAULTS = { at: 0.66, jitter: 0.05, grace: '1m', confirm: 'usage' as const, confirmTimeout: '1h', quiet: '1m' };
+export const POLICY_DEFAULTS = { ...RENEWAL_DEFAULTS, grace: '1m', confirm: 'usage' as const, confirmTimeout: '1h', quiet: '1m' };
 
 function duration(field: string, value: string | number | undefined, fallback: string, min = 0): number {
   const ms = parseDuration(value ?? fallback);
@@ -43,7 +44,7 @@ function confirmOf(c: ConfirmSpecT | undefined): Confirm {
 
 /**
  * Fills defaults and checks what the schema cannot: durations, and that a rotation fraction
- * plus its jitter stays inside the lifetime. Errors name the field.
+ * plus its jitter (a fraction of the lifetime) stays inside the lifetime. Errors name the field.
  */
 export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeMs: number; policy: RotationPolicy } {
   const missing = mintFieldProblems(spec)[0];
@@ -52,8 +53,8 @@ export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeM
   const r = spec.rotation ?? ({} as NonNullable<BindingSpec['rotation']>);
   const at = r.at ?? POLICY_DEFAULTS.at;
   const jitter = r.jitter ?? POLICY_DEFAULTS.jitter;
-  if (!(at > 0 && at < 1)) throw problem.invalid('rotation.at', 'rotation.at must be a fraction of the lifetime between 0 and 1, e.g. 0.66');
-  if (!(jitter >= 0 && at * (1 + jitter) < 1)) throw problem.invalid('rotation.jitter', 'rotation.at plus its jitter must stay below the whole lifetime; lower rotation.jitter or rotation.at');
+  const wrong = renewalProblem({ at, jitter });
+  if (wrong) throw problem.invalid(`rotation.${wrong.field}`, `rotation.${wrong.field} ${wrong.message}`);
   const policy: RotationPolicy = {
     at,
     jitter,
@@ -92,9 +93,7 @@ export function isHealthy(row: Pick<BindingTable, 'token_id' | 'state' | 'token_
   return row.token_id !== null && row.state !== 'failing' && row.state !== 'gone' && (row.token_expires_at ?? 0) > now;
 }
 
-/** When the token minted at `issuedAt` should be replaced: at a fraction of its life, ± jitter. */
+/** When the token minted at `issuedAt` should be replaced: the one renewal schedule (schedule.ts). */
 export function nextRotationAt(issuedAt: number, expiresAt: number, policy: RotationPolicy, random = Math.random): number {
-  const life = expiresAt - issuedAt;
-  const spread = policy.at * policy.jitter * (2 * random() - 1);
-  return issuedAt + Math.round(life * (policy.at + spread));
+  return renewalAt(issuedAt, expiresAt, policy, random);
 }

@@ -19,6 +19,7 @@ import {
   tokenRef,
 } from '../../kubernetes/metadata.js';
 import type { Logger } from '../../observe/log.js';
+import { backoff } from '../schedule.js';
 import type { Sink } from '../sink.js';
 
 export interface KubernetesSecretSinkSpec {
@@ -287,7 +288,7 @@ export class KubernetesSecretSink implements Sink {
       );
     }
     this.deps.logger?.debug({ binding: this.deps.binding, target: this.describe, attempt, status: (err as { code?: number }).code }, 'kubernetes secret changed meanwhile; reading again');
-    // Jittered exponential backoff, capped: conflicts between two writers resolve in a few rounds.
-    await this.sleep(Math.round(Math.min(1000, 20 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+    // The one backoff (20 ms doubling, at most 1 s): conflicts between two writers resolve in a few rounds.
+    await this.sleep(backoff(attempt + 1, { initialMs: 20, maxMs: 1000 }));
   }
 }
