@@ -77,6 +77,7 @@ export const ServerConfigSchema = T.Object(
         keyFile: T.Optional(T.String({ description: 'AES-256 key sealing in-flight rotation tokens; default: delivery.key next to the SQLite file (share it between replicas)' })),
         interval: T.Optional(Duration),
         resync: T.Optional(Duration),
+        urgentRetry: T.Optional(Duration),
         leaseTtl: T.Optional(Duration),
         enabled: T.Boolean({ default: true, description: 'run the delivery controller in this process' }),
         leader: T.Union([T.Literal('store'), T.Literal('kubernetes')], {
@@ -128,6 +129,7 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
   TOKENWARDEN_VERIFY_CACHE_TTL: ['verify', 'cacheTtl', 'string'],
   TOKENWARDEN_DELIVERY_KEY_FILE: ['delivery', 'keyFile', 'string'],
   TOKENWARDEN_DELIVERY_RESYNC: ['delivery', 'resync', 'string'],
+  TOKENWARDEN_DELIVERY_URGENT_RETRY: ['delivery', 'urgentRetry', 'string'],
   TOKENWARDEN_DELIVERY_LEADER: ['delivery', 'leader', 'string'],
 };
 

@@ -32,6 +32,8 @@ export interface DeliveryOptions {
   kubernetes?: unknown;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Retry cap while the delivered token has expired or is in its last tenth (default `delivery.urgentRetry`, 10s). */
+  urgentRetryMs?: number;
   pollMs?: number;
 }
 
@@ -94,6 +96,7 @@ export function createDelivery(
       pollMs: options.pollMs ?? Math.min(intervalMs, 1000),
       retryBaseMs: options.retryBaseMs ?? 1000,
       retryMaxMs: options.retryMaxMs ?? 300_000,
+      urgentRetryMs: options.urgentRetryMs ?? parseDuration(config.delivery.urgentRetry ?? '10s')!,
     },
     { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency },
   );

@@ -79,7 +79,7 @@ export interface Urgency {
  */
 export function backoff(attempt: number, policy: BackoffPolicy, urgency: Urgency = {}, random: Random = Math.random): number {
   const base = Math.min(policy.maxMs, policy.initialMs * 2 ** Math.min(30, Math.max(0, attempt - 1)));
-  const jitter = 1 - BACKOFF_JITTER * random();
+  const jitter = 1 - BACKOFF_JITTER * (1 - random()); // random() 1: the full delay
   let delay = base * jitter;
   const { remainingMs, lifetimeMs, urgentMs, halfLifeFloorMs } = urgency;
   if (remainingMs !== undefined && halfLifeFloorMs !== undefined && remainingMs > 0) delay = Math.max(halfLifeFloorMs, Math.min(delay, remainingMs / 2));

@@ -20,7 +20,7 @@ import {
 } from '../../kubernetes/metadata.js';
 import type { Logger } from '../../observe/log.js';
 import { backoff } from '../schedule.js';
-import type { Sink } from '../sink.js';
+import { type Sink, type SinkWatchOptions, watchByReading } from '../sink.js';
 
 export interface KubernetesSecretSinkSpec {
   namespace: string;
@@ -120,6 +120,14 @@ export class KubernetesSecretSink implements Sink {
     const existing = await this.get();
     const data = existing?.data?.[this.key];
     return data === undefined ? null : decode(data);
+  }
+
+  /**
+   * A short periodic read (default every 5 s) rather than a Watch: one GET of one Secret, which the
+   * RBAC for writing it already allows, and works the same against the test emulator.
+   */
+  watch(onChange: () => void, options: SinkWatchOptions = {}): () => void {
+    return watchByReading(() => this.read(), onChange, options.pollMs ?? 5000);
   }
 
   /**

@@ -4,6 +4,7 @@ import * as m002 from './002_delivery.js';
 import * as m003 from './003_sources.js';
 import * as m004 from './004_notifications.js';
 import * as m005 from './005_grant_changes.js';
+import * as m006 from './006_binding_health.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export interface MigrationContext {
@@ -19,6 +20,7 @@ const STEPS: Record<string, Step> = {
   '003_sources': m003,
   '004_notifications': m004,
   '005_grant_changes': m005,
+  '006_binding_health': m006,
 };
 
 export class InCodeMigrations implements MigrationProvider {
