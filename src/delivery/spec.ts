@@ -3,6 +3,7 @@ import { type BindingSpec, type ConfirmSpecT, type SinkSpecT, mintFieldProblems 
 import { parseDuration } from '../clock.js';
 import { problem } from '../errors.js';
 import type { BindingTable } from '../store/bindings.js';
+import { sinksHold } from './health.js';
 import { RENEWAL_DEFAULTS, renewalAt, renewalProblem } from './schedule.js';
 
 export type Confirm = { mode: 'usage' } | { mode: 'none' } | { mode: 'probe'; url: string; header?: string };
@@ -88,9 +89,12 @@ export function toRecord(row: BindingTable): BindingRecord {
   return { id: row.id, name: row.name, spec: parsed.spec, lifetimeMs: parsed.lifetimeMs, policy: parsed.policy, row };
 }
 
-/** A binding is healthy while a valid token is delivered and its last attempt did not fail (nor find its source gone). */
-export function isHealthy(row: Pick<BindingTable, 'token_id' | 'state' | 'token_expires_at'>, now: number): boolean {
-  return row.token_id !== null && row.state !== 'failing' && row.state !== 'gone' && (row.token_expires_at ?? 0) > now;
+/**
+ * A binding is healthy while a valid token is delivered — every sink holds it and it verifies, as
+ * last checked (health.ts) — and its last attempt did not fail (nor find its source gone).
+ */
+export function isHealthy(row: Pick<BindingTable, 'token_id' | 'state' | 'token_expires_at' | 'sink_state'>, now: number): boolean {
+  return row.token_id !== null && row.state !== 'failing' && row.state !== 'gone' && (row.token_expires_at ?? 0) > now && sinksHold(row);
 }
 
 /** When the token minted at `issuedAt` should be replaced: the one renewal schedule (schedule.ts). */

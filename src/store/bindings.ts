@@ -59,6 +59,8 @@ export interface RotationTable {
   finished_at: number | null;
   /** How a finished rotation ended (RotationOutcome); null while in flight, and for rotations from before outcomes were kept. */
   outcome?: string | null;
+  /** Expiry of the token this rotation replaces, as the binding knew it when the rotation began. */
+  old_expires_at?: number | null;
 }
 
 export type RotationStep = 'deliver' | 'restart' | 'confirm' | 'grace' | 'revoke' | 'done' | 'abandoned';
