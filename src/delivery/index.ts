@@ -23,6 +23,8 @@ export interface DeliveryOptions {
   /** How often sinks are read back for drift (default `delivery.resync`, 5m; 0 never). */
   resyncMs?: number;
   concurrency?: number;
+  /** How often sink watches fall back to a stat or read (default 2 s for files, 5 s for Secrets). */
+  sinkPollMs?: number;
   /** Replaces the store lease (e.g. a Kubernetes Lease). */
   leadership?: Leadership;
   sourceProvider?: SourceProviderFactory;
@@ -90,6 +92,7 @@ export function createDelivery(
       sealed,
       sinkDeps,
       lastUse: verifier.lastUse,
+      inspect: (bearer) => verifier.inspect(bearer),
       sourceProvider: options.sourceProvider,
       notifier: parts.notifier,
       leadership,
@@ -98,7 +101,7 @@ export function createDelivery(
       retryMaxMs: options.retryMaxMs ?? 300_000,
       urgentRetryMs: options.urgentRetryMs ?? parseDuration(config.delivery.urgentRetry ?? '10s')!,
     },
-    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency },
+    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency, sinkPollMs: options.sinkPollMs },
   );
   const service = new BindingService({
     store,
