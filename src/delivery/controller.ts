@@ -283,7 +283,7 @@ export class DeliveryController {
         // A rotation that started meanwhile delivers to every sink anyway.
         if (!fresh || fresh.state !== 'active' || fresh.token_id !== row.token_id || (await q.openRotation(row.id))) return false;
         await q.update(row.id, { next_rotation_at: now, rotate_reason: why, retry_at: null, updated_at: now });
-        await new Authority(tx, this.deps.authority.clock, this.deps.authority.policy).record(CONTROLLER_PRINCIPAL, 'binding.drift', 'binding', row.name, { sinks: wrong, reason: why });
+        await new Authority(tx, this.deps.authority.clock, this.deps.authority.policy).record(CONTROLLER_PRINCIPAL, 'binding.drift', 'binding', row.name, { sinks: wrong, ...(why === 'drift' ? {} : { reason: why }) });
         return true;
       });
       if (!marked) return;
