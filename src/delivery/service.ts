@@ -344,7 +344,8 @@ export class BindingService {
     const spec = record?.spec ?? (JSON.parse(row.spec) as BindingSpec);
     const open = await this.q.openRotation(row.id);
     const now = this.deps.clock.now();
-    const last = open ? undefined : (await this.q.history(row.id, 1))[0];
+    // The last finished rotation (one may be in flight after it).
+    const last = (await this.q.history(row.id, 2)).find((r) => r.finished_at !== null);
     // A failing step waits for its retry; a failing start waits for the binding's retry_at.
     const retryAt = open ? (open.attempts > 0 || open.last_error ? open.retry_at : null) : row.state === 'failing' || row.state === 'gone' ? row.retry_at : null;
     const retrying = retryAt !== null;
