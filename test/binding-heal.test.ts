@@ -274,4 +274,33 @@ describe('honest outcomes and recovery (ManualClock)', () => {
     expect(await up.accepts(fresh)).toBe(true);
     expect(await binding('upstream')).toMatchObject({ state: 'active', healthy: true, retrying: false });
   });
+
+  it('doctor: a revoked binding token names binding rotate (or says it heals); no newline warning for its own file; an upstream token judged the same every run', async () => {
+    const path = join(dir, 'late.token');
+    const held = readFileSync(path, 'utf8');
+    const doctor = (body: Record<string, unknown>) => s.api('POST', '/api/v1/doctor', body).then((r) => r.body);
+    // The file as tokenwarden wrote it: the trailing newline is by design.
+    expect((await doctor({ token: held, file: path })).notes).toEqual([]);
+    expect((await doctor({ token: held })).notes.join(' ')).toContain('ends with a newline');
+    // Revoked outside the binding, before the controller's next pass: it is healing, and binding rotate is the fix if not.
+    await s.tw.ctx.authority.revokeToken(await principalOf(s), held.trim().slice(4, 16), 'by hand');
+    const revoked = await doctor({ token: held, file: path });
+    expect(revoked).toMatchObject({ status: 401, reason: 'revoked' });
+    expect(revoked.hints.join(' ')).toContain('binding late delivered it and is healing');
+    expect(revoked.hints.join(' ')).toContain('tokenwarden binding rotate late');
+    // After the heal: the consumer is the one to look at.
+    for (let i = 0; i < 5; i++) {
+      clock.advance(SEC);
+      await ctl.tick();
+    }
+    expect(readToken(path)).not.toBe(held.trim());
+    expect((await doctor({ token: held })).hints.join(' ')).toMatch(/binding late has since delivered token \S+; the consumer still holds the revoked one/);
+    // The upstream's token: recognised by its binding's fingerprint, the same verdict twice.
+    const upstream = readFileSync(join(dir, 'upstream.token'), 'utf8');
+    const a = await doctor({ token: upstream });
+    const b = await doctor({ token: upstream });
+    expect(a).toEqual(b);
+    expect(a).toMatchObject({ upstream: { binding: 'upstream', source: 'http-login' } });
+    expect(JSON.stringify(a)).not.toContain(upstream.trim());
+  });
 });

@@ -275,7 +275,16 @@ export class DeliveryController {
       this.deps.metrics.bindingHealthy.labels(row.name).set(isHealthy({ ...row, sink_state: sinkState }, now) ? 1 : 0);
       if (!wrong.length || why === null) return;
       const settled = row.state === 'active' && row.rotate_reason === null && (row.next_rotation_at === null || row.next_rotation_at > now);
-      if (!settled) return; // a rotation in flight, due or retrying delivers to every sink anyway
+      if (!settled) {
+        // A rotation in flight, due or retrying delivers to every sink anyway — unless the token it
+        // delivered is the one that stopped verifying: then it would wait for a confirmation that cannot come.
+        const open = why !== 'drift' ? await this.q.openRotation(row.id) : undefined;
+        if (open && open.delivered_at !== null && open.new_token_id === row.token_id && (await this.rotator.supersede(open.id, why))) {
+          this.deps.logger.warn({ binding: row.name, seq: open.seq, reason: why }, 'the token a rotation delivered no longer verifies; starting a fresh rotation');
+          drifted++;
+        }
+        return;
+      }
       const marked = await this.deps.store.transaction(async (tx) => {
         await this.deps.leadership.fence(tx);
         const q = new BindingQueries(tx);

@@ -385,15 +385,28 @@ export class Rotator {
     }
   }
 
+  /**
+   * The token an unfinished rotation delivered no longer verifies (revoked by hand, its identity
+   * changed): waiting for its confirmation would wait for nothing. The rotation is dropped and a
+   * fresh one asked for at once, its reason saying why.
+   */
+  async supersede(rotationId: string, why: string): Promise<boolean> {
+    const rot = await this.q().rotation(rotationId);
+    const row = rot && rot.finished_at === null ? await this.q().byId(rot.binding_id) : undefined;
+    if (!rot || !row || row.state === 'removing') return false;
+    await this.abandon(toRecord(row), rot, why, why);
+    return true;
+  }
+
   /** Drops an undeliverable new token (the old one stays) and asks for a fresh rotation. */
-  private async abandon(binding: BindingRecord, rot: RotationTable, why: string): Promise<void> {
+  private async abandon(binding: BindingRecord, rot: RotationTable, why: string, reason = 'retry'): Promise<void> {
     const now = this.now();
     const provider = this.providerFor(binding);
     await this.deps.store.transaction(async (tx) => {
       await this.deps.fence(tx);
       if (rot.new_token_id) await provider.retire(tx, rot.new_token_id, `abandoned: ${why}`);
       await this.q(tx).updateRotation(rot.id, { step: 'abandoned', finished_at: now, sealed: null, note: why, updated_at: now });
-      await this.q(tx).update(binding.id, { next_rotation_at: now, rotate_reason: 'retry', last_error: why, updated_at: now });
+      await this.q(tx).update(binding.id, { next_rotation_at: now, rotate_reason: reason, last_error: reason === 'retry' ? why : null, updated_at: now });
     });
     if (rot.new_token_id) this.deps.authority.events.emit('token-revoked', rot.new_token_id);
     this.deps.logger.warn({ binding: binding.name, seq: rot.seq }, `rotation abandoned: ${why}`);
