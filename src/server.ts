@@ -78,14 +78,18 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   verifier.lastUse.start();
   // What this process learns of other replicas' revocations and grant changes reaches every verifier in it.
   let authListener: ForwardAuthListener | undefined;
+  // The delivery controller (built below) hears the same facts: a delivered token revoked or an identity changed elsewhere is healed at once.
+  let controller: { noticeRevoked(id: string): void; noticeActorChanged(id: string): void } | undefined;
   const everyVerifier = {
     markRevoked(id: string) {
       verifier.markRevoked(id);
       authListener?.markRevoked(id);
+      controller?.noticeRevoked(id);
     },
     invalidateActor(id: string) {
       verifier.invalidateActor(id);
       authListener?.invalidateActor(id);
+      controller?.noticeActorChanged(id);
     },
   };
   const watch = new ChangeWatch(store, everyVerifier, () => Date.now());
@@ -118,6 +122,10 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     { config, store, authority, verifier, metrics, clock, logger, notifier },
     { ...options.delivery, sourceProvider, kubernetes, leadership, sealed },
   );
+  controller = delivery.controller;
+  // Revocations and grant changes made in this process (API, CLI, leak reports) arrive as events.
+  authority.events.on('token-revoked', (id) => delivery.controller.noticeRevoked(id));
+  authority.events.on('actor-changed', (id) => delivery.controller.noticeActorChanged(id));
   await withStartupLock(store, () => delivery.reconcile());
   ctx.plugins = [delivery.plugin, ...(ctx.plugins ?? [])];
   ctx.bindings = delivery.service;

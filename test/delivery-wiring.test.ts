@@ -62,13 +62,22 @@ describe('retry of a failing source binding', () => {
   const now = 1_000_000;
 
   it('comes at the latest at half of what the last good token has left, as the agent refresher does', () => {
-    expect(rotator.backoff(10)).toBe(300_000);
+    // One backoff (delivery/schedule.ts): jitter only shortens a delay, by up to 20 % (random 0.5: 10 %).
+    expect(rotator.backoff(10)).toBe(270_000);
     expect(rotator.retryDelay(record(true, now + 60_000), 10, now)).toBe(30_000);
     expect(retryDelay(20, DEFAULT_REFRESH_POLICY, 60_000, () => 1)).toBe(30_000); // the agent's rule, same numbers
     expect(rotator.retryDelay(record(true, now + 100), 10, now)).toBe(100); // never a hot loop
-    // A dead token, or a minted binding (tokenwarden can always mint again): plain backoff.
-    expect(rotator.retryDelay(record(true, now - 1), 10, now)).toBe(300_000);
-    expect(rotator.retryDelay(record(false, now + 60_000), 10, now)).toBe(300_000);
+    // A minted binding with time left (tokenwarden can always mint again): plain backoff.
+    expect(rotator.retryDelay(record(false, now + 60_000), 10, now)).toBe(270_000);
+    // A dead token is urgent: at most delivery.urgentRetry (10 s), jittered the same way, so a returning upstream is used within seconds.
+    expect(rotator.retryDelay(record(true, now - 1), 10, now)).toBe(9_000);
+    expect(retryDelay(20, DEFAULT_REFRESH_POLICY, -1, () => 0.5)).toBe(9_000);
+  });
+
+  it('is urgent in the last tenth of the token\'s life, not before', () => {
+    const minted = (expiresAt: number) => ({ spec: {}, lifetimeMs: 100_000, row: { token_expires_at: expiresAt } }) as unknown as BindingRecord;
+    expect(rotator.retryDelay(minted(now + 9_000), 10, now)).toBe(9_000);
+    expect(rotator.retryDelay(minted(now + 11_000), 10, now)).toBe(270_000);
   });
 });
 

@@ -33,6 +33,9 @@ class MemorySink implements Sink {
   async remove() {
     this.value = null;
   }
+  watch() {
+    return () => undefined; // nothing changes a memory sink behind the test's back
+  }
 }
 
 const clock = new ManualClock(Date.UTC(2026, 0, 1, 12));
@@ -220,7 +223,7 @@ describe('expiry and schedule', () => {
     expect(nextRefreshAt(0, 100_000, policy, () => 0)).toBe(50_000);
     expect(nextRefreshAt(0, 100_000, policy, () => 1)).toBe(70_000);
     const delays = [1, 2, 3, 4, 10].map((n) => retryDelay(n, policy, undefined, () => 1));
-    expect(delays).toEqual([1000, 2000, 4000, 8000, 60_000]);
+    expect(delays).toEqual([1000, 2000, 4000, 8000, 60_000]); // jitter only shortens a delay: random 1 is the full one
     expect(retryDelay(10, policy, 10_000, () => 1)).toBe(5000);
   });
 });

@@ -153,7 +153,8 @@ export class TokenAgent {
 function policyOf(b: AgentBindingConfig) {
   const r = b.refresh ?? {};
   return {
-    ...(r.at !== undefined ? { at: r.at } : b.mint ? { at: 0.66 } : {}),
+    // Unset: the one renewal schedule's defaults (delivery/schedule.ts), the same as the server's bindings.
+    ...(r.at !== undefined ? { at: r.at } : {}),
     ...(r.jitter !== undefined ? { jitter: r.jitter } : {}),
     ...(r.retryInitial !== undefined ? { retryInitialMs: parseDuration(r.retryInitial)! } : {}),
     ...(r.retryMax !== undefined ? { retryMaxMs: parseDuration(r.retryMax)! } : {}),

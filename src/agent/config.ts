@@ -4,6 +4,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
 import { BINDING_NAME_PATTERN, SinkSpec } from '../config/binding-schema.js';
 import { ConfigError, Duration } from '../config/config.js';
+import { RENEWAL_DEFAULTS, renewalProblem } from '../delivery/schedule.js';
 import { HTTP_SOURCE_KINDS, RefreshSchema, checkHttpSource } from '../sources/config.js';
 import { SecretRefSchema, isSecretRef } from '../sources/secret-ref.js';
 
@@ -85,6 +86,11 @@ export function checkAgentConfig(raw: unknown): AgentConfig {
       if (src && (HTTP_SOURCE_KINDS as readonly string[]).includes(String(src.kind))) problems.push(...checkHttpSource(src, `${field}.source`));
       else if (src && src.kind !== 'kubernetes-secret') problems.push(`${field}.source.kind: must be one of ${HTTP_SOURCE_KINDS.join(', ')}, kubernetes-secret`);
       if (b.mint && !(raw as { server?: unknown }).server) problems.push(`${field}.mint: needs server (url and token) to mint against`);
+      const r = (b as { refresh?: { at?: number; jitter?: number } }).refresh;
+      if (r && typeof (r.at ?? 0) === 'number' && typeof (r.jitter ?? 0) === 'number') {
+        const wrong = renewalProblem({ at: r.at ?? RENEWAL_DEFAULTS.at, jitter: r.jitter ?? RENEWAL_DEFAULTS.jitter });
+        if (wrong) problems.push(`${field}.refresh.${wrong.field}: ${wrong.message}`);
+      }
     });
   }
   if (problems.length) throw new ConfigError(problems);

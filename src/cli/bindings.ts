@@ -8,22 +8,45 @@ type Ctx = () => { client: ApiClient; output: OutputFormat };
 
 const sinkText = (s: any) => (s.kind === 'file' ? `file:${s.path}` : `secret:${s.namespace}/${s.name}#${s.key ?? 'token'}`);
 
+/** A sink and what it holds: "file:/p ok", "secret:ns/n#k write-failed". */
+const sinkWithState = (b: any) =>
+  (b.sinkStates as any[] | undefined)?.length ? b.sinkStates.map((st: any) => `${st.sink} ${st.status}`) : b.sinks.map(sinkText);
+
+/** The token consumers hold: the binding's, or — before every sink took a first one — the one some sinks hold already. */
+const tokenText = (b: any) => b.tokenId ?? (b.sinkStates as any[] | undefined)?.find((st) => st.status === 'ok')?.tokenId ?? null;
+
+/** The next thing the controller does: a retry while failing (never a time already past), else the scheduled rotation. */
+const nextText = (b: any) => (b.retrying ? `retry ${relative(b.nextAttemptAt)}` : relative(b.nextAttemptAt ?? b.nextRotationAt));
+
 export const BINDING_COLUMNS: [string, (b: any) => unknown][] = [
   ['name', (b) => b.name],
   ['actor', (b) => b.actor],
   ['scopes', (b) => b.scopes],
   ['state', (b) => (b.inFlight ? `${b.state} (${b.inFlight.step})` : b.state)],
-  ['token', (b) => b.tokenId],
+  ['token', tokenText],
   ['expires', (b) => relative(b.expiresAt)],
-  ['next rotation', (b) => relative(b.nextRotationAt)],
-  ['sinks', (b) => b.sinks.map(sinkText)],
+  ['next attempt', nextText],
+  ['last outcome', (b) => b.lastOutcome],
+  ['sinks', sinkWithState],
   ['error', (b) => b.lastError],
 ];
+
+/** `binding show`, below the row: one line per sink, so the failing one and the healthy ones are told apart. */
+function printSinkStates(b: any): void {
+  const states = (b.sinkStates as any[] | undefined) ?? [];
+  if (!states.length) return;
+  process.stdout.write('\nSINKS\n');
+  for (const st of states) {
+    const what = st.status === 'ok' ? `holds ${st.tokenId}, which verifies` : st.detail ? `${st.status}: ${st.detail}` : st.status;
+    process.stdout.write(`  ${st.sink}  ${what}${st.checkedAt ? ` (checked ${relative(st.checkedAt)})` : ''}\n`);
+  }
+}
 
 const HISTORY_COLUMNS: [string, (r: any) => unknown][] = [
   ['seq', (r) => r.seq],
   ['reason', (r) => r.reason],
   ['step', (r) => r.step],
+  ['outcome', (r) => r.outcome],
   ['old', (r) => r.oldTokenId],
   ['new', (r) => r.newTokenId],
   ['started', (r) => r.startedAt],
@@ -59,7 +82,7 @@ export function registerBindingCommands(program: Command, ctx: Ctx): void {
 
   binding
     .command('list')
-    .description('bindings with state, expiry and next rotation')
+    .description('bindings with state, expiry, next attempt (a retry while failing) and what each sink holds')
     .action(async () => {
       const { client, output } = ctx();
       print(output, (await client.request('GET', '/api/v1/bindings')).items, BINDING_COLUMNS);
@@ -69,7 +92,9 @@ export function registerBindingCommands(program: Command, ctx: Ctx): void {
     .command('show <name>')
     .action(async (name: string) => {
       const { client, output } = ctx();
-      print(output, await client.request('GET', path(name)), [...BINDING_COLUMNS, ['last success', (b) => b.lastSuccessAt], ['origin', (b) => b.origin]]);
+      const b = await client.request('GET', path(name));
+      print(output, b, [...BINDING_COLUMNS, ['last success', (x) => x.lastSuccessAt], ['origin', (x) => x.origin]]);
+      if (output !== 'json') printSinkStates(b);
     });
 
   binding

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type Diagnosis, publicForm, unwrap } from '../observe/doctor/diagnose.js';
@@ -111,12 +112,14 @@ async function runDoctor(client: ApiClient, source: TokenSource, o: DoctorOption
   }
 
   try {
-    report.diagnosis = await client.request<Diagnosis>('POST', '/api/v1/doctor', { token: read.value, ...(scopes.length ? { scopes } : {}), satisfy: o.satisfy ?? 'all' });
+    const file = source.kind === 'file' ? { file: resolve(source.path) } : {};
+    report.diagnosis = await client.request<Diagnosis>('POST', '/api/v1/doctor', { token: read.value, ...(scopes.length ? { scopes } : {}), satisfy: o.satisfy ?? 'all', ...file });
     report.notes = report.diagnosis.notes;
   } catch (err) {
     report.serverUnavailable = err instanceof CliError ? err.message : (err as Error).message;
   }
-  const serverOk = report.diagnosis ? report.diagnosis.status === 200 : parsed.ok;
+  // An upstream's token is not tokenwarden's to accept: only the endpoint (--url) decides, the same way every run.
+  const serverOk = report.diagnosis ? report.diagnosis.status === 200 || (!!report.diagnosis.upstream && !!url) : parsed.ok;
   const urlOk = !report.url || (!report.url.tls?.problems.length && !!report.url.http?.ok);
   report.works = serverOk && urlOk && !report.notes.some((n) => n.includes('only accepts'));
   return report;
@@ -132,7 +135,13 @@ export function render(r: DoctorReport): string {
   out.push(`Token ${r.token} (from ${r.from})`);
   const d = r.diagnosis;
   if (d) {
-    const verdict = d.status === 200 ? 'WORKS' : d.status === 401 ? `REFUSED (401, ${d.reason})` : `FORBIDDEN (403, ${d.reason})`;
+    const verdict = d.upstream
+      ? `UPSTREAM TOKEN (binding ${d.upstream.binding})`
+      : d.status === 200
+        ? 'WORKS'
+        : d.status === 401
+          ? `REFUSED (401, ${d.reason})`
+          : `FORBIDDEN (403, ${d.reason})`;
     out.push(`${verdict}: ${d.explanation}.`);
   } else {
     out.push(`tokenwarden could not be asked (${r.serverUnavailable}).`);

@@ -92,6 +92,7 @@ export const ServerConfigSchema = T.Object(
         keyFile: T.Optional(T.String({ description: 'AES-256 key sealing in-flight rotation tokens; default: delivery.key next to the SQLite file (share it between replicas)' })),
         interval: T.Optional(Duration),
         resync: T.Optional(Duration),
+        urgentRetry: T.Optional(Duration),
         leaseTtl: T.Optional(Duration),
         enabled: T.Boolean({ default: true, description: 'run the delivery controller in this process' }),
         fileRoots: T.Array(T.String({ minLength: 1 }), {
@@ -153,6 +154,7 @@ const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'list']> = {
   TOKENWARDEN_VERIFY_CACHE_TTL: ['verify', 'cacheTtl', 'string'],
   TOKENWARDEN_DELIVERY_KEY_FILE: ['delivery', 'keyFile', 'string'],
   TOKENWARDEN_DELIVERY_RESYNC: ['delivery', 'resync', 'string'],
+  TOKENWARDEN_DELIVERY_URGENT_RETRY: ['delivery', 'urgentRetry', 'string'],
   TOKENWARDEN_DELIVERY_LEADER: ['delivery', 'leader', 'string'],
   // A list: comma or colon separated, like PATH.
   TOKENWARDEN_DELIVERY_FILE_ROOTS: ['delivery', 'fileRoots', 'list'],

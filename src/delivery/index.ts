@@ -24,6 +24,8 @@ export interface DeliveryOptions {
   /** How often sinks are read back for drift (default `delivery.resync`, 5m; 0 never). */
   resyncMs?: number;
   concurrency?: number;
+  /** How often sink watches fall back to a stat or read (default 2 s for files, 5 s for Secrets). */
+  sinkPollMs?: number;
   /** Replaces the store lease (e.g. a Kubernetes Lease). */
   leadership?: Leadership;
   sourceProvider?: SourceProviderFactory;
@@ -33,6 +35,8 @@ export interface DeliveryOptions {
   kubernetes?: unknown;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Retry cap while the delivered token has expired or is in its last tenth (default `delivery.urgentRetry`, 10s). */
+  urgentRetryMs?: number;
   pollMs?: number;
 }
 
@@ -107,14 +111,16 @@ export function createDelivery(
       sealed,
       sinkDeps,
       lastUse: verifier.lastUse,
+      inspect: (bearer) => verifier.inspect(bearer),
       sourceProvider: options.sourceProvider,
       notifier: parts.notifier,
       leadership,
       pollMs: options.pollMs ?? Math.min(intervalMs, 1000),
       retryBaseMs: options.retryBaseMs ?? 1000,
       retryMaxMs: options.retryMaxMs ?? 300_000,
+      urgentRetryMs: options.urgentRetryMs ?? parseDuration(config.delivery.urgentRetry ?? '10s')!,
     },
-    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency },
+    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency, sinkPollMs: options.sinkPollMs },
   );
   const service = new BindingService({
     store,

@@ -1,18 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { Authority } from '../authority/authority.js';
-import type { Clock } from '../clock.js';
+import { type Clock, iso } from '../clock.js';
 import { Problem } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BindingQueries, type BindingTable, type RotationTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
-import { withinRemainingLife } from '../sources/schedule.js';
 import { redactTokens } from '../token/format.js';
 import type { LastUseRecorder } from '../verify/last-use.js';
 import { crashPoint } from './crash-points.js';
 import { MintProvider, type SourceProviderFactory, type TokenProvider } from './provider.js';
 import type { SealedBox } from './sealed.js';
 import { type DeliveredSink, type SinkDeps, createSink, describeSink, restartConsumers, sinkContext } from './sinks/index.js';
+import { URGENT_RETRY_MS, backoff } from './schedule.js';
+import { type SinkState, parseSinkState } from './health.js';
 import { type BindingRecord, nextRotationAt, toRecord } from './spec.js';
 
 /** Thrown inside a transaction when this process no longer leads: the transaction rolls back. */
@@ -39,10 +40,15 @@ export interface RotationDeps {
   pollMs: number;
   retryBaseMs: number;
   retryMaxMs: number;
+  /** While the token in the sinks has expired or has under a tenth of its life left, retries come at least this often (`delivery.urgentRetry`). */
+  urgentRetryMs?: number;
   fetch?: typeof fetch;
   random?: () => number;
   /** Webhook notices (observe/notify.ts), when configured: told of every failed rotation. */
-  notifier?: { rotationFailed(binding: string, reason: string): Promise<unknown> };
+  notifier?: {
+    rotationFailed(binding: string, reason: string): Promise<unknown>;
+    rotationUnconfirmed?(binding: string, seq: number, outcome: string, reason: string): Promise<unknown>;
+  };
 }
 
 /**
@@ -50,9 +56,17 @@ export interface RotationDeps {
  * `increase(tokenwarden_rotations_total{outcome="failure"}[…]) > 0` alert sees the first failure.
  */
 export function initRotationSeries(metrics: Metrics, binding: string): void {
-  metrics.rotations.inc({ binding, outcome: 'failure' }, 0);
-  metrics.rotations.inc({ binding, outcome: 'success' }, 0);
+  for (const outcome of ROTATION_OUTCOMES) metrics.rotations.inc({ binding, outcome }, 0);
 }
+
+/**
+ * How a rotation ends, and the `outcome` label of tokenwarden_rotations_total: `failure` counts
+ * failed attempts; the others count finished rotations. A rotation whose old token expired (or was
+ * revoked outside it) before the new one was confirmed protected nothing: consumers may have been
+ * refused meanwhile, so it is not a success.
+ */
+export const ROTATION_OUTCOMES = ['success', 'failure', 'expired-before-confirm', 'revoked-before-confirm'] as const;
+export type RotationOutcome = Exclude<(typeof ROTATION_OUTCOMES)[number], 'failure'>;
 
 /** A message fit for the API and logs: no token, bounded length. */
 export function safeError(err: unknown): string {
@@ -119,6 +133,7 @@ export class Rotator {
           reason,
           step: 'deliver',
           old_token_id: row.token_id,
+          old_expires_at: row.token_id === null ? null : row.token_expires_at,
           new_token_id: issued.tokenId,
           new_expires_at: issued.expiresAt,
           sealed: this.deps.sealed.seal(issued.plaintext, id),
@@ -201,6 +216,8 @@ export class Rotator {
       return 'wait';
     }
     const errors: string[] = [];
+    const states: SinkState[] = [];
+    const previous = new Map(parseSinkState(binding.row.sink_state).map((st) => [st.sink, st]));
     let written = 0;
     const delivered = JSON.parse(binding.row.delivered) as DeliveredSink[];
     // The record of each sink as it now is: the spec, and what was written (a file's SHA-256).
@@ -211,13 +228,21 @@ export class Rotator {
         const { fingerprint } = await sink.write(plaintext);
         if (fingerprint) kept[i].sha256 = fingerprint;
         written++;
+        states.push({ sink: describeSink(spec), status: 'ok', tokenId: rot.new_token_id ?? this.providerFor(binding).idOf(plaintext), detail: null, at: this.now() });
         if (written === 1 && binding.spec.sinks.length > 1) crashPoint('deliver-partial');
       } catch (err) {
         this.deps.metrics.sinkErrors.labels(binding.name, spec.kind).inc();
         errors.push(`sinks.${i} (${describeSink(spec)}): ${safeError(err)}`);
+        // It still holds what it held before (the old token, or nothing): say so, with why the write failed.
+        const before = previous.get(describeSink(spec));
+        states.push({ sink: describeSink(spec), status: 'write-failed', tokenId: before?.tokenId ?? null, detail: safeError(err), at: this.now() });
       }
     }
-    if (errors.length) throw new Error(`delivery failed: ${errors.join('; ')}`);
+    if (errors.length) {
+      // Which sink fails and which hold the new token, for `binding show` on every replica.
+      await this.q().update(binding.id, { sink_state: JSON.stringify(states) });
+      throw new Error(`delivery failed: ${errors.join('; ')}`);
+    }
     // Sinks dropped from the spec since the last delivery hold a token that is about to be revoked: clean them up.
     const current = new Set(binding.spec.sinks.map(describeSink));
     for (const old of delivered) {
@@ -248,6 +273,7 @@ export class Rotator {
         token_id: rot.new_token_id,
         token_expires_at: rot.new_expires_at,
         delivered: JSON.stringify(kept),
+        sink_state: JSON.stringify(states),
         last_error: null,
         updated_at: now,
       });
@@ -266,9 +292,9 @@ export class Rotator {
       // Grace keeps a revocable old token alive a little longer. An upstream's token (a source
       // binding, not verifiable here) cannot be revoked, so waiting would only hold back the next refresh.
       const graceUntil = rot.old_token_id && this.providerFor(binding).verifiable ? now + binding.policy.graceMs : now;
-      const patch = { confirmed_at: now, grace_until: graceUntil, sealed: null, note: verdict.note ?? rot.note };
+      const patch = { confirmed_at: now, grace_until: graceUntil, sealed: null, note: verdict.note ?? rot.note, outcome: verdict.outcome ?? 'success' };
       // Without a grace period, confirming and revoking commit together (one transaction fewer per rotation).
-      if (graceUntil <= now) {
+      if (graceUntil <= now || verdict.outcome) {
         await this.finish(binding, { ...rot, ...patch }, patch);
         return 'wait';
       }
@@ -291,12 +317,24 @@ export class Rotator {
   }
 
   /** Whether the old token may go: the new one works (seen in use, or a probe accepts it), or there is nothing to protect. */
-  private async confirmation(binding: BindingRecord, rot: RotationTable, now: number): Promise<{ ok: true; note?: string } | { ok: false; why: string }> {
+  private async confirmation(
+    binding: BindingRecord,
+    rot: RotationTable,
+    now: number,
+  ): Promise<{ ok: true; note?: string; outcome?: RotationOutcome } | { ok: false; why: string }> {
     if (!rot.old_token_id) return { ok: true };
+    // Nothing left to protect: the rotation finishes, but it did not keep consumers served.
+    const old = await this.q().tokenUse(rot.old_token_id); // undefined for an upstream's token
+    if (old && old.revoked_at !== null) {
+      return { ok: true, outcome: 'revoked-before-confirm', note: `the old token was revoked at ${iso(old.revoked_at)}, before the new one was confirmed` };
+    }
+    const oldExpiresAt = old?.expires_at ?? rot.old_expires_at ?? null;
+    if (oldExpiresAt !== null && oldExpiresAt <= now) {
+      return { ok: true, outcome: 'expired-before-confirm', note: `the old token expired at ${iso(oldExpiresAt)}, before the new one was confirmed` };
+    }
     const confirm = binding.policy.confirm;
     if (confirm.mode === 'none') return { ok: true };
-    const old = await this.q().tokenUse(rot.old_token_id);
-    if (!old || old.revoked_at !== null || old.expires_at <= now) return { ok: true, note: 'the old token had already expired or been revoked' };
+    if (!old && this.providerFor(binding).verifiable) return { ok: true, note: 'the old token is gone' };
     if (confirm.mode === 'probe') {
       const plaintext = rot.sealed ? this.deps.sealed.open(rot.sealed, rot.id) : null;
       if (plaintext === null) return { ok: false, why: 'the sealed token cannot be opened for the probe' };
@@ -314,7 +352,7 @@ export class Rotator {
     if (!this.providerFor(binding).verifiable) return { ok: true, note: 'usage cannot be observed for an upstream token' };
     const newUse = await this.q().tokenUse(rot.new_token_id!);
     const newSeen = Math.max(this.deps.lastUse?.lastSeen(rot.new_token_id!) ?? 0, newUse?.last_used_at ?? 0);
-    const oldSeen = Math.max(this.deps.lastUse?.lastSeen(rot.old_token_id) ?? 0, old.last_used_at ?? 0);
+    const oldSeen = Math.max(this.deps.lastUse?.lastSeen(rot.old_token_id) ?? 0, old?.last_used_at ?? 0);
     if (newSeen < (rot.delivered_at ?? Number.POSITIVE_INFINITY)) return { ok: false, why: 'the new token has not been seen in use yet' };
     if (oldSeen > now - binding.policy.quietMs) return { ok: false, why: `the old token was still used ${Math.round((now - oldSeen) / 1000)}s ago` };
     return { ok: true };
@@ -324,31 +362,55 @@ export class Rotator {
   private async finish(binding: BindingRecord, rot: RotationTable, also: Partial<RotationTable> = {}): Promise<void> {
     crashPoint('revoke');
     const now = this.now();
+    const outcome = ((also.outcome ?? rot.outcome ?? 'success') as RotationOutcome);
     const provider = this.providerFor(binding);
     await this.deps.store.transaction(async (tx) => {
       await this.deps.fence(tx);
       if (rot.old_token_id) await provider.retire(tx, rot.old_token_id, `rotated: replaced by ${rot.new_token_id ?? 'an upstream token'} (binding ${binding.name})`);
-      await this.q(tx).updateRotation(rot.id, { ...also, step: 'done', finished_at: now, sealed: null, retry_at: now, updated_at: now, last_error: null });
+      await this.q(tx).updateRotation(rot.id, { outcome, ...also, step: 'done', finished_at: now, sealed: null, retry_at: now, updated_at: now, last_error: null });
       await this.q(tx).update(binding.id, { state: 'active', last_success_at: now, last_error: null, failures: 0, retry_at: null, updated_at: now });
     });
     if (rot.old_token_id) this.deps.authority.events.emit('token-revoked', rot.old_token_id);
     crashPoint('done');
     const m = this.deps.metrics;
-    m.rotations.labels(binding.name, 'success').inc();
+    m.rotations.labels(binding.name, outcome).inc();
     m.bindingLastSuccess.labels(binding.name).set(now / 1000);
     m.bindingHealthy.labels(binding.name).set(1);
-    this.deps.logger.info({ binding: binding.name, seq: rot.seq, revoked: rot.old_token_id, current: rot.new_token_id }, 'rotation finished');
+    if (outcome === 'success') {
+      this.deps.logger.info({ binding: binding.name, seq: rot.seq, revoked: rot.old_token_id, current: rot.new_token_id }, 'rotation finished');
+      return;
+    }
+    const note = (also.note ?? rot.note) || outcome;
+    this.deps.logger.warn({ binding: binding.name, seq: rot.seq, outcome, current: rot.new_token_id }, `rotation finished ${outcome}: ${note}; consumers may have been refused meanwhile`);
+    try {
+      await this.deps.notifier?.rotationUnconfirmed?.(binding.name, rot.seq, outcome, note);
+    } catch (err) {
+      this.deps.logger.warn({ binding: binding.name, err: safeError(err) }, 'could not queue the unconfirmed-rotation notice');
+    }
+  }
+
+  /**
+   * The token an unfinished rotation delivered no longer verifies (revoked by hand, its identity
+   * changed): waiting for its confirmation would wait for nothing. The rotation is dropped and a
+   * fresh one asked for at once, its reason saying why.
+   */
+  async supersede(rotationId: string, why: string): Promise<boolean> {
+    const rot = await this.q().rotation(rotationId);
+    const row = rot && rot.finished_at === null ? await this.q().byId(rot.binding_id) : undefined;
+    if (!rot || !row || row.state === 'removing') return false;
+    await this.abandon(toRecord(row), rot, why, why);
+    return true;
   }
 
   /** Drops an undeliverable new token (the old one stays) and asks for a fresh rotation. */
-  private async abandon(binding: BindingRecord, rot: RotationTable, why: string): Promise<void> {
+  private async abandon(binding: BindingRecord, rot: RotationTable, why: string, reason = 'retry'): Promise<void> {
     const now = this.now();
     const provider = this.providerFor(binding);
     await this.deps.store.transaction(async (tx) => {
       await this.deps.fence(tx);
       if (rot.new_token_id) await provider.retire(tx, rot.new_token_id, `abandoned: ${why}`);
       await this.q(tx).updateRotation(rot.id, { step: 'abandoned', finished_at: now, sealed: null, note: why, updated_at: now });
-      await this.q(tx).update(binding.id, { next_rotation_at: now, rotate_reason: 'retry', last_error: why, updated_at: now });
+      await this.q(tx).update(binding.id, { next_rotation_at: now, rotate_reason: reason, last_error: reason === 'retry' ? why : null, updated_at: now });
     });
     if (rot.new_token_id) this.deps.authority.events.emit('token-revoked', rot.new_token_id);
     this.deps.logger.warn({ binding: binding.name, seq: rot.seq }, `rotation abandoned: ${why}`);
@@ -362,20 +424,31 @@ export class Rotator {
     });
   }
 
+  /** The one backoff (schedule.ts) with this controller's knobs. */
   backoff(attempt: number): number {
-    const base = Math.min(this.deps.retryMaxMs, this.deps.retryBaseMs * 2 ** Math.max(0, attempt - 1));
-    return Math.round(base * (0.8 + 0.4 * (this.deps.random ?? Math.random)()));
+    return backoff(attempt, { initialMs: this.deps.retryBaseMs, maxMs: this.deps.retryMaxMs }, {}, this.deps.random);
   }
 
   /**
-   * The retry delay of a failing binding. An upstream's token cannot be re-issued at will, so for
-   * a source binding the retry also comes at most at half of what the last good token in the
-   * sinks has left (the agent's rule, sources/schedule.ts).
+   * The retry delay of a failing binding: the one backoff, capped by urgency — once the token in
+   * the sinks has expired or has under a tenth of its life left, at most `urgentRetryMs`, so a
+   * sink or an upstream that comes back is used within seconds. An upstream's token cannot be
+   * re-issued at will, so for a source binding the retry also comes at most at half of what the
+   * last good token has left (the agent's rule, the same function).
    */
   retryDelay(binding: BindingRecord, attempt: number, now: number): number {
-    const delay = this.backoff(attempt);
-    if (!binding.spec.source || binding.row.token_expires_at === null) return delay;
-    return Math.round(withinRemainingLife(delay, binding.row.token_expires_at - now, Math.min(100, this.deps.retryBaseMs)));
+    const expiresAt = binding.row.token_expires_at;
+    return backoff(
+      attempt,
+      { initialMs: this.deps.retryBaseMs, maxMs: this.deps.retryMaxMs },
+      {
+        remainingMs: expiresAt === null ? undefined : expiresAt - now,
+        lifetimeMs: binding.lifetimeMs || undefined,
+        urgentMs: this.deps.urgentRetryMs ?? URGENT_RETRY_MS,
+        ...(binding.spec.source ? { halfLifeFloorMs: Math.min(100, this.deps.retryBaseMs) } : {}),
+      },
+      this.deps.random,
+    );
   }
 
   private async stepFailed(binding: BindingRecord, rot: RotationTable, err: unknown): Promise<void> {

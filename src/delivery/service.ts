@@ -8,6 +8,7 @@ import type { Logger } from '../observe/log.js';
 import { BindingQueries, type BindingTable, type RotationTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
 import { CONTROLLER_PRINCIPAL, type SourceProviderFactory } from './provider.js';
+import { parseSinkState } from './health.js';
 import { type SinkDeps, createSink, describeSink, sinkContext } from './sinks/index.js';
 import { type BindingRecord, isHealthy, nextRotationAt, normalizeSpec, specHash, toRecord, tokenShape } from './spec.js';
 
@@ -34,16 +35,37 @@ export interface BindingView {
   failures: number;
   rotations: number;
   inFlight: { seq: number; step: string; startedAt: string; attempts: number; lastError: string | null } | null;
+  /**
+   * When the controller acts on this binding next: the retry of a failing step or start while
+   * failing (`retrying` true), else the scheduled rotation. Never a time already past while retrying.
+   */
+  nextAttemptAt: string | null;
+  retrying: boolean;
+  /** What each sink holds, as last written or read back: which one fails, and that the others hold a valid token. */
+  sinkStates: SinkStateView[];
+  /** How the last finished rotation ended (success, expired-before-confirm, …); null before the first. */
+  lastOutcome: string | null;
   createdAt: string;
   updatedAt: string;
   /** Only in the answer to a create or apply: what is accepted but risky (takeoverWarning). */
   warnings?: string[];
 }
 
+export interface SinkStateView {
+  sink: string;
+  /** SinkStatus (health.ts), 'expired' once the token it holds has expired, or 'unknown' before the first write or check. */
+  status: string;
+  tokenId: string | null;
+  detail: string | null;
+  checkedAt: string | null;
+}
+
 export interface RotationView {
   seq: number;
   reason: string;
   step: string;
+  /** How it ended; null while in flight (and for rotations recorded before outcomes were kept). */
+  outcome: string | null;
   oldTokenId: string | null;
   newTokenId: string | null;
   startedAt: string;
@@ -316,6 +338,21 @@ export class BindingService {
     const spec = record?.spec ?? (JSON.parse(row.spec) as BindingSpec);
     const open = await this.q.openRotation(row.id);
     const now = this.deps.clock.now();
+    // The last finished rotation (one may be in flight after it).
+    const last = (await this.q.history(row.id, 2)).find((r) => r.finished_at !== null);
+    // A failing step waits for its retry; a failing start waits for the binding's retry_at.
+    const retryAt = open ? (open.attempts > 0 || open.last_error ? open.retry_at : null) : row.state === 'failing' || row.state === 'gone' ? row.retry_at : null;
+    const retrying = retryAt !== null;
+    const nextAttempt = retrying ? Math.max(retryAt, now) : open ? open.retry_at : row.next_rotation_at;
+    const recorded = new Map(parseSinkState(row.sink_state).map((st) => [st.sink, st]));
+    const sinkStates = spec.sinks.map((sinkSpec): SinkStateView => {
+      const key = describeSink(sinkSpec);
+      const st = recorded.get(key);
+      if (!st) return { sink: key, status: 'unknown', tokenId: null, detail: null, checkedAt: null };
+      // A token found valid earlier may have expired since.
+      const expired = st.status === 'ok' && st.tokenId === row.token_id && row.token_expires_at !== null && row.token_expires_at <= now;
+      return { sink: key, status: expired ? 'expired' : st.status, tokenId: st.tokenId, detail: expired ? `expired at ${iso(row.token_expires_at)}` : st.detail, checkedAt: iso(st.at) };
+    });
     return {
       name: row.name,
       origin: row.origin,
@@ -337,6 +374,10 @@ export class BindingService {
       failures: row.failures,
       rotations: row.rotation_count,
       inFlight: open ? { seq: open.seq, step: open.step, startedAt: iso(open.started_at)!, attempts: open.attempts, lastError: open.last_error } : null,
+      nextAttemptAt: iso(nextAttempt),
+      retrying,
+      sinkStates,
+      lastOutcome: last?.outcome ?? (last ? (last.step === 'done' ? 'success' : last.step) : null),
       createdAt: iso(row.created_at)!,
       updatedAt: iso(row.updated_at)!,
     };
@@ -352,6 +393,7 @@ export function toRotationView(r: RotationTable): RotationView {
     seq: r.seq,
     reason: r.reason,
     step: r.step,
+    outcome: r.outcome ?? (r.finished_at === null ? null : r.step === 'done' ? 'success' : r.step),
     oldTokenId: r.old_token_id,
     newTokenId: r.new_token_id,
     startedAt: iso(r.started_at)!,

@@ -3,6 +3,8 @@ import { type BindingSpec, type ConfirmSpecT, type SinkSpecT, mintFieldProblems 
 import { parseDuration } from '../clock.js';
 import { problem } from '../errors.js';
 import type { BindingTable } from '../store/bindings.js';
+import { sinksHold } from './health.js';
+import { RENEWAL_DEFAULTS, renewalAt, renewalProblem } from './schedule.js';
 
 export type Confirm = { mode: 'usage' } | { mode: 'none' } | { mode: 'probe'; url: string; header?: string };
 
@@ -27,7 +29,7 @@ export interface BindingRecord {
   row: BindingTable;
 }
 
-export const POLICY_DEFAULTS = { at: 0.66, jitter: 0.05, grace: '1m', confirm: 'usage' as const, confirmTimeout: '1h', quiet: '1m' };
+export const POLICY_DEFAULTS = { ...RENEWAL_DEFAULTS, grace: '1m', confirm: 'usage' as const, confirmTimeout: '1h', quiet: '1m' };
 
 function duration(field: string, value: string | number | undefined, fallback: string, min = 0): number {
   const ms = parseDuration(value ?? fallback);
@@ -43,7 +45,7 @@ function confirmOf(c: ConfirmSpecT | undefined): Confirm {
 
 /**
  * Fills defaults and checks what the schema cannot: durations, and that a rotation fraction
- * plus its jitter stays inside the lifetime. Errors name the field.
+ * plus its jitter (a fraction of the lifetime) stays inside the lifetime. Errors name the field.
  */
 export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeMs: number; policy: RotationPolicy } {
   const missing = mintFieldProblems(spec)[0];
@@ -52,8 +54,8 @@ export function normalizeSpec(spec: BindingSpec): { spec: BindingSpec; lifetimeM
   const r = spec.rotation ?? ({} as NonNullable<BindingSpec['rotation']>);
   const at = r.at ?? POLICY_DEFAULTS.at;
   const jitter = r.jitter ?? POLICY_DEFAULTS.jitter;
-  if (!(at > 0 && at < 1)) throw problem.invalid('rotation.at', 'rotation.at must be a fraction of the lifetime between 0 and 1, e.g. 0.66');
-  if (!(jitter >= 0 && at * (1 + jitter) < 1)) throw problem.invalid('rotation.jitter', 'rotation.at plus its jitter must stay below the whole lifetime; lower rotation.jitter or rotation.at');
+  const wrong = renewalProblem({ at, jitter });
+  if (wrong) throw problem.invalid(`rotation.${wrong.field}`, `rotation.${wrong.field} ${wrong.message}`);
   const policy: RotationPolicy = {
     at,
     jitter,
@@ -87,14 +89,15 @@ export function toRecord(row: BindingTable): BindingRecord {
   return { id: row.id, name: row.name, spec: parsed.spec, lifetimeMs: parsed.lifetimeMs, policy: parsed.policy, row };
 }
 
-/** A binding is healthy while a valid token is delivered and its last attempt did not fail (nor find its source gone). */
-export function isHealthy(row: Pick<BindingTable, 'token_id' | 'state' | 'token_expires_at'>, now: number): boolean {
-  return row.token_id !== null && row.state !== 'failing' && row.state !== 'gone' && (row.token_expires_at ?? 0) > now;
+/**
+ * A binding is healthy while a valid token is delivered — every sink holds it and it verifies, as
+ * last checked (health.ts) — and its last attempt did not fail (nor find its source gone).
+ */
+export function isHealthy(row: Pick<BindingTable, 'token_id' | 'state' | 'token_expires_at' | 'sink_state'>, now: number): boolean {
+  return row.token_id !== null && row.state !== 'failing' && row.state !== 'gone' && (row.token_expires_at ?? 0) > now && sinksHold(row);
 }
 
-/** When the token minted at `issuedAt` should be replaced: at a fraction of its life, ± jitter. */
+/** When the token minted at `issuedAt` should be replaced: the one renewal schedule (schedule.ts). */
 export function nextRotationAt(issuedAt: number, expiresAt: number, policy: RotationPolicy, random = Math.random): number {
-  const life = expiresAt - issuedAt;
-  const spread = policy.at * policy.jitter * (2 * random() - 1);
-  return issuedAt + Math.round(life * (policy.at + spread));
+  return renewalAt(issuedAt, expiresAt, policy, random);
 }

@@ -53,7 +53,7 @@ export class Metrics {
   // Delivery, rotation and upstream refresh. `binding` is the binding's name (operator-chosen, never a secret).
   readonly rotations = new Counter({
     name: 'tokenwarden_rotations_total',
-    help: 'Rotations by binding and outcome (success, failure)',
+    help: 'Rotations by binding and outcome (success; failure: an attempt failed; expired-before-confirm / revoked-before-confirm: finished, but the old token died before the new one was confirmed)',
     labelNames: ['binding', 'outcome'] as const,
     registers: [this.registry],
   });

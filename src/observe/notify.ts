@@ -9,7 +9,7 @@ import type { Store } from '../store/store.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
-export type NoticeKind = 'token.expiring' | 'token.unused' | 'rotation.failed' | 'test';
+export type NoticeKind = 'token.expiring' | 'token.unused' | 'rotation.failed' | 'rotation.unconfirmed' | 'test';
 
 export interface NotifySettings {
   url: string;
@@ -131,6 +131,18 @@ export class Notifier {
     return this.enqueue('rotation.failed', binding, `${Math.floor(now / this.settings.repeatAfterMs)}`, now, {
       summary: `Rotation of binding ${binding} failed: ${reason}`,
       binding: { name: binding, reason },
+    });
+  }
+
+  /**
+   * A rotation that finished but protected nothing: the old token expired or was revoked before
+   * the new one was confirmed, so consumers may have been refused meanwhile. Once per rotation.
+   */
+  async rotationUnconfirmed(binding: string, seq: number, outcome: string, reason: string): Promise<boolean> {
+    const now = this.clock.now();
+    return this.enqueue('rotation.unconfirmed', binding, `${seq}`, now, {
+      summary: `Rotation ${seq} of binding ${binding} ended ${outcome}: ${reason}`,
+      binding: { name: binding, seq, outcome, reason },
     });
   }
 

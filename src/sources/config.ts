@@ -66,7 +66,7 @@ export const HTTP_SOURCE_KINDS = ['http-login', 'oauth2-client-credentials', 'oa
 /** Refresh timing per binding. */
 export const RefreshSchema = T.Object(
   {
-    at: T.Optional(T.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'fraction of the lifetime after which to refresh (default 0.7)' })),
+    at: T.Optional(T.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, description: 'fraction of the lifetime after which to refresh (default 0.66, as for server bindings)' })),
     jitter: T.Optional(T.Number({ minimum: 0, maximum: 0.3, description: 'random spread as a fraction of the lifetime (default 0.05)' })),
     retryInitial: T.Optional(Duration),
     retryMax: T.Optional(Duration),

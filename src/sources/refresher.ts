@@ -177,7 +177,7 @@ export class SourceRefresher {
         lastError: message,
         lastErrorReason: reason,
         lastErrorAt: now,
-        nextAttemptAt: now + retryDelay(failures, this.policy, remaining, this.options.random),
+        nextAttemptAt: now + retryDelay(failures, this.policy, remaining, this.options.random, lifetimeOf(this.current)),
         healthy: false,
       };
       metrics?.refreshFailures.labels(this.binding, this.sourceKind).inc();
@@ -199,6 +199,11 @@ export class SourceRefresher {
       return false;
     }
   }
+}
+
+/** The whole life of the token in the sinks, when known: retries turn urgent in its last tenth. */
+function lifetimeOf(s: RefreshState): number | undefined {
+  return s.expiresAt !== undefined && s.fetchedAt !== undefined ? s.expiresAt - s.fetchedAt : undefined;
 }
 
 /**

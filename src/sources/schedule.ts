@@ -1,4 +1,8 @@
-/** When to refresh a token and how to back off after a failure. Pure: the clock and randomness come in. */
+import { type Random, RENEWAL_DEFAULTS, URGENT_RETRY_MS, backoff, renewalAt } from '../delivery/schedule.js';
+
+export type { Random } from '../delivery/schedule.js';
+
+/** When to refresh a token and how to back off after a failure: the one schedule and backoff (delivery/schedule.ts) with the refresher's knobs. */
 export interface RefreshPolicy {
   /** Refresh when this fraction of the token's lifetime has passed (0 < at < 1). */
   at: number;
@@ -6,36 +10,27 @@ export interface RefreshPolicy {
   jitter: number;
   retryInitialMs: number;
   retryMaxMs: number;
+  /** While the token in the sinks has expired or has under a tenth of its life left, retries come at least this often. */
+  urgentRetryMs?: number;
 }
 
-export const DEFAULT_REFRESH_POLICY: RefreshPolicy = { at: 0.7, jitter: 0.05, retryInitialMs: 1_000, retryMaxMs: 60_000 };
-
-export type Random = () => number;
+/** The server's binding defaults (renew at 0.66 ± 0.05 of the lifetime), shared with the agent. */
+export const DEFAULT_REFRESH_POLICY: RefreshPolicy = { ...RENEWAL_DEFAULTS, retryInitialMs: 1_000, retryMaxMs: 60_000, urgentRetryMs: URGENT_RETRY_MS };
 
 export function nextRefreshAt(fetchedAt: number, expiresAt: number, policy: RefreshPolicy, random: Random = Math.random): number {
-  const life = Math.max(0, expiresAt - fetchedAt);
-  const offset = life * policy.at + (random() * 2 - 1) * policy.jitter * life;
-  // Never before a tenth of the lifetime (no hot loop), never after 95% (time to retry).
-  return fetchedAt + Math.min(life * 0.95, Math.max(life * 0.1, offset));
+  return renewalAt(fetchedAt, expiresAt, policy, random);
 }
 
 /**
- * Exponential backoff with jitter after the `attempt`-th consecutive failure (1-based). While a
- * last good token is still alive, the delay never exceeds half of what it has left, so several
- * attempts happen before it dies.
+ * The delay after the `attempt`-th consecutive failure (1-based): the one backoff. While a last good
+ * token is still alive, the delay never exceeds half of what it has left, so several attempts
+ * happen before it dies; once it is (nearly) dead, at most `urgentRetryMs`.
  */
-export function retryDelay(attempt: number, policy: RefreshPolicy, remainingMs: number | undefined, random: Random = Math.random): number {
-  const base = Math.min(policy.retryMaxMs, policy.retryInitialMs * 2 ** Math.min(30, Math.max(0, attempt - 1)));
-  const jittered = base / 2 + (random() * base) / 2;
-  return withinRemainingLife(jittered, remainingMs, Math.min(100, policy.retryInitialMs));
-}
-
-/**
- * While the last good token is alive (`remainingMs` > 0), a retry waits at most half of what it
- * has left, and at least `floorMs`: several attempts happen before it dies. The agent's
- * refresher and the server's delivery controller both retry by this rule.
- */
-export function withinRemainingLife(delayMs: number, remainingMs: number | undefined, floorMs: number): number {
-  if (remainingMs === undefined || remainingMs <= 0) return delayMs;
-  return Math.max(floorMs, Math.min(delayMs, remainingMs / 2));
+export function retryDelay(attempt: number, policy: RefreshPolicy, remainingMs: number | undefined, random: Random = Math.random, lifetimeMs?: number): number {
+  return backoff(
+    attempt,
+    { initialMs: policy.retryInitialMs, maxMs: policy.retryMaxMs },
+    { remainingMs, lifetimeMs, urgentMs: policy.urgentRetryMs, halfLifeFloorMs: Math.min(100, policy.retryInitialMs) },
+    random,
+  );
 }

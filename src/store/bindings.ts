@@ -25,6 +25,8 @@ export interface BindingTable {
   /** Removal retries wait until this time after a failure. */
   retry_at: number | null;
   rotation_count: number;
+  /** JSON array of SinkState (delivery/health.ts): what each sink held when last written or checked; null before. */
+  sink_state?: string | null;
   created_at: number;
   created_by: string | null;
   updated_at: number;
@@ -55,6 +57,10 @@ export interface RotationTable {
   started_at: number;
   updated_at: number;
   finished_at: number | null;
+  /** How a finished rotation ended (RotationOutcome); null while in flight, and for rotations from before outcomes were kept. */
+  outcome?: string | null;
+  /** Expiry of the token this rotation replaces, as the binding knew it when the rotation began. */
+  old_expires_at?: number | null;
 }
 
 export type RotationStep = 'deliver' | 'restart' | 'confirm' | 'grace' | 'revoke' | 'done' | 'abandoned';

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, lstat, open, rename, unlink } from 'node:fs/promises';
+import { type FSWatcher, constants, watch as watchDirectory } from 'node:fs';
+import { type FileHandle, lstat, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { FileSinkSpecT } from '../../config/binding-schema.js';
 import { Problem, problem } from '../../errors.js';
 import type { Logger } from '../../observe/log.js';
-import type { Sink } from '../sink.js';
+import type { Sink, SinkWatchOptions } from '../sink.js';
 import { type ConfinedPath, type FileConfinement, type SinkOrigin, confineFilePath } from './confine.js';
 
 const sha256 = (text: string | Buffer) => createHash('sha256').update(text).digest('hex');
@@ -140,6 +140,52 @@ export class FileSink implements Sink {
     }
     await syncDirectory(at.dir);
     return { removed: true };
+  }
+
+  /**
+   * Watches the directory (a rename onto the file, as an atomic replace does, is seen there; a
+   * watch on the file itself would die with its inode), plus a periodic stat as the fallback for
+   * file systems where fs.watch says nothing (NFS, some container mounts) or the directory is gone.
+   */
+  watch(onChange: () => void, options: SinkWatchOptions = {}): () => void {
+    const dir = dirname(this.spec.path);
+    const name = basename(this.spec.path);
+    let watcher: FSWatcher | undefined;
+    const arm = () => {
+      if (watcher) return;
+      try {
+        watcher = watchDirectory(dir, { persistent: false }, (_event, file) => {
+          if (file === null || file === name) onChange();
+        });
+        watcher.on('error', () => {
+          watcher?.close();
+          watcher = undefined;
+        });
+      } catch {
+        watcher = undefined; // the directory is gone: the stat below notices, and re-arms once it is back
+      }
+    };
+    arm();
+    let last: string | undefined;
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      stat(this.spec.path)
+        .then((st) => `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`, () => 'absent')
+        .then((now) => {
+          if (last !== undefined && now !== last) onChange();
+          last = now;
+          arm();
+        })
+        .finally(() => (busy = false));
+    }, options.pollMs ?? 2000);
+    timer.unref();
+    return () => {
+      clearInterval(timer);
+      watcher?.close();
+      watcher = undefined;
+    };
   }
 
   private leave(reason: string): SinkRemoval {

@@ -19,7 +19,8 @@ import {
   tokenRef,
 } from '../../kubernetes/metadata.js';
 import type { Logger } from '../../observe/log.js';
-import type { Sink } from '../sink.js';
+import { backoff } from '../schedule.js';
+import { type Sink, type SinkWatchOptions, watchByReading } from '../sink.js';
 
 export interface KubernetesSecretSinkSpec {
   namespace: string;
@@ -144,6 +145,14 @@ export class KubernetesSecretSink implements Sink {
     const existing = await this.get();
     const data = existing?.data?.[this.key];
     return data === undefined ? null : decode(data);
+  }
+
+  /**
+   * A short periodic read (default every 5 s) rather than a Watch: one GET of one Secret, which the
+   * RBAC for writing it already allows, and works the same against the test emulator.
+   */
+  watch(onChange: () => void, options: SinkWatchOptions = {}): () => void {
+    return watchByReading(() => this.read(), onChange, options.pollMs ?? 5000);
   }
 
   /**
@@ -330,7 +339,7 @@ export class KubernetesSecretSink implements Sink {
       );
     }
     this.deps.logger?.debug({ binding: this.deps.binding, target: this.describe, attempt, status: (err as { code?: number }).code }, 'kubernetes secret changed meanwhile; reading again');
-    // Jittered exponential backoff, capped: conflicts between two writers resolve in a few rounds.
-    await this.sleep(Math.round(Math.min(1000, 20 * 2 ** attempt) * (0.5 + Math.random() / 2)));
+    // The one backoff (20 ms doubling, at most 1 s): conflicts between two writers resolve in a few rounds.
+    await this.sleep(backoff(attempt + 1, { initialMs: 20, maxMs: 1000 }));
   }
 }

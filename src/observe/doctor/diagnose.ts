@@ -1,8 +1,8 @@
 import { type TokenState, tokenState } from '../../authority/authority.js';
 import { formatDuration, iso } from '../../clock.js';
-import { BindingQueries } from '../../store/bindings.js';
+import { BindingQueries, type BindingTable } from '../../store/bindings.js';
 import type { Store } from '../../store/store.js';
-import { type ParseFailure, TOKEN_PREFIX, describeParseFailure, parseToken, secretMatches } from '../../token/format.js';
+import { type ParseFailure, TOKEN_PREFIX, describeParseFailure, parseToken, secretMatches, upstreamTokenId } from '../../token/format.js';
 
 export type DiagnosisReason = 'ok' | 'missing' | 'malformed' | 'unknown' | 'revoked' | 'expired' | 'disabled' | 'insufficient_scope';
 
@@ -34,12 +34,20 @@ export interface Diagnosis {
     lastUsedAt: string | null;
   };
   scopes?: { required: string[]; satisfy: 'all' | 'any'; missing: string[]; rolesGranting: Record<string, string[]>; droppedFromIdentity: string[] };
+  /**
+   * Not a tokenwarden token but the upstream's, which a source binding delivers (the binding's
+   * fingerprint matches): tokenwarden does not verify it, the endpoint's own issuer does. Only a
+   * probe of the endpoint (`--url`) can tell whether it works.
+   */
+  upstream?: { binding: string; source: string; current: true };
 }
 
 export interface DiagnoseInput {
   token: string;
   scopes?: string[];
   satisfy?: 'all' | 'any';
+  /** The file the value was read from, when it was a file: one tokenwarden wrote itself ends with a newline by design. */
+  file?: string;
 }
 
 const SCHEME = /^\s*(?:authorization\s*:\s*)?(bearer|token|basic|apikey)\s+/i;
@@ -81,12 +89,34 @@ export function unwrap(value: string): { token: string; notes: string[]; scheme?
 
 /** Explains in plain words why a token is refused (401/403) or accepted. Never echoes the secret. */
 export async function diagnoseToken(store: Store, now: number, input: DiagnoseInput): Promise<Diagnosis> {
-  const { token, notes } = unwrap(input.token ?? '');
+  const unwrapped = unwrap(input.token ?? '');
+  const { token } = unwrapped;
+  const bindings = await BindingQueries.of(store).list();
+  // A file a binding delivers ends with a newline because tokenwarden writes it so (consumers trim it): not worth a warning.
+  const ownFile = input.file !== undefined && bindings.some((b) => deliversFile(b, input.file!));
+  const notes = ownFile ? unwrapped.notes.filter((n) => !n.startsWith('the value ends with a newline')) : unwrapped.notes;
   const required = [...new Set(input.scopes ?? [])];
   const satisfy = input.satisfy ?? 'all';
   const base = { notes, hints: [] as string[] };
 
   const parsed = parseToken(token);
+  if (!parsed.ok && parsed.reason !== 'empty') {
+    // The same verdict every run: an upstream's token is recognised by the fingerprint its binding keeps.
+    const fingerprint = upstreamTokenId(token);
+    const owner = bindings.find((b) => b.token_id === fingerprint && b.state !== 'removing');
+    if (owner) {
+      const source = (JSON.parse(owner.spec) as { source?: { kind?: string } }).source?.kind ?? 'upstream';
+      return {
+        ...base,
+        status: 401,
+        reason: 'malformed',
+        malformedPart: parsed.reason,
+        upstream: { binding: owner.name, source, current: true },
+        explanation: `this is not a tokenwarden token but the ${source} upstream's current token, delivered by binding ${owner.name} (${fingerprint}); tokenwarden's own endpoints refuse it, the endpoint that trusts that upstream decides`,
+        hints: [`probe the endpoint with --url to see whether it accepts the token; tokenwarden binding show ${owner.name} tells when it is refreshed next`],
+      };
+    }
+  }
   if (!parsed.ok) {
     if (parsed.reason === 'empty') {
       return { ...base, status: 401, reason: 'missing', explanation: 'no token was given: the value is empty', hints: ['check that the file, variable or Secret key holds the token'] };
@@ -116,7 +146,8 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
     };
   }
   const actor = await store.findActorById(row.actor_id);
-  const binding = row.binding_id ? ((await BindingQueries.of(store).byId(row.binding_id))?.name ?? row.binding_id) : null;
+  const bindingRow = row.binding_id ? bindings.find((b) => b.id === row.binding_id) : undefined;
+  const binding = row.binding_id ? (bindingRow?.name ?? row.binding_id) : null;
   const held = actor ? new Set(await store.scopesOfActor(row.actor_id)) : new Set<string>();
   const scopes = JSON.parse(row.scopes) as string[];
   const state = tokenState(row, now);
@@ -158,7 +189,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
       explanation: `${who} was revoked on ${facts.revokedAt} by ${row.revoked_by ?? 'an unknown actor'}${row.revoke_reason ? ` (reason: ${row.revoke_reason})` : ''}`,
       hints: [
         successor ? `its successor is token ${successor}: give the client that one` : 'a revoked token never works again: mint a new one (tokenwarden token create …)',
-        ...(binding ? [`it was delivered by binding ${binding}; the consumer still holds the old token: check that it re-reads its Secret or file`] : []),
+        ...(binding ? [revokedBindingHint(binding, bindingRow, row.id)] : []),
       ],
     };
   }
@@ -228,4 +259,24 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
     explanation: `${who} is valid${required.length ? ` and holds ${satisfy === 'any' ? 'one of ' : ''}${required.join(' ')}` : ''}; it expires on ${facts.expiresAt} (in ${formatDuration(left)})`,
     hints: left < 7 * 86_400_000 && !row.binding_id ? [`it expires soon and no binding rotates it: tokenwarden token replace ${row.id}`] : [],
   };
+}
+
+function deliversFile(b: BindingTable, file: string): boolean {
+  const sinks = [...((JSON.parse(b.spec) as { sinks?: { kind: string; path?: string }[] }).sinks ?? []), ...(JSON.parse(b.delivered) as { kind: string; path?: string }[])];
+  return sinks.some((sk) => sk.kind === 'file' && sk.path === file);
+}
+
+/**
+ * What to do about a revoked token a binding delivered: the binding heals by itself (it is told of
+ * the revocation and re-delivers within seconds), so either it already did — and the consumer did
+ * not re-read — or it is healing now, or it is stuck and `binding rotate` is the fix.
+ */
+function revokedBindingHint(name: string, b: BindingTable | undefined, tokenId: string): string {
+  if (b && b.token_id !== null && b.token_id !== tokenId) {
+    return `binding ${name} has since delivered token ${b.token_id}; the consumer still holds the revoked one: check that it re-reads its Secret or file (or restart it)`;
+  }
+  if (b && (b.state === 'failing' || b.state === 'gone')) {
+    return `binding ${name} still delivers this revoked token and its last attempt failed (${b.last_error ?? 'see its history'}): fix that, then run tokenwarden binding rotate ${name}`;
+  }
+  return `binding ${name} delivered it and is healing: it re-delivers a fresh token within seconds (tokenwarden binding show ${name}); if it does not, run tokenwarden binding rotate ${name}`;
 }

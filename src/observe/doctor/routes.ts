@@ -9,6 +9,7 @@ const DoctorBody = T.Object(
     token: T.String({ maxLength: 4096, description: 'the token to explain, as the client holds it (a scheme word or whitespace in it is diagnosed too)' }),
     scopes: T.Optional(T.Array(T.String({ maxLength: 128 }), { maxItems: 32, description: 'scopes the endpoint requires' })),
     satisfy: T.Optional(T.Union([T.Literal('all'), T.Literal('any')])),
+    file: T.Optional(T.String({ maxLength: 4096, description: 'the absolute path the token was read from, when a file: a file a binding writes is not warned about for its trailing newline' })),
   },
   { additionalProperties: false },
 );

@@ -5,6 +5,7 @@ import * as m003 from './003_sources.js';
 import * as m004 from './004_notifications.js';
 import * as m005 from './005_grant_changes.js';
 import * as m006 from './006_token_parent.js';
+import * as m007 from './007_binding_health.js';
 
 export type Engine = 'sqlite' | 'postgres';
 export interface MigrationContext {
@@ -21,6 +22,7 @@ const STEPS: Record<string, Step> = {
   '004_notifications': m004,
   '005_grant_changes': m005,
   '006_token_parent': m006,
+  '007_binding_health': m007,
 };
 
 export class InCodeMigrations implements MigrationProvider {

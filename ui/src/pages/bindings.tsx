@@ -14,6 +14,8 @@ function describeSink(s: Sink): string {
 function lastOutcome(b: Binding): { outcome: string; at: string | null; error: string | null } | null {
   if (b.inFlight) return { outcome: `${b.inFlight.lastError ? 'retrying' : 'in progress'}: ${b.inFlight.step}`, at: b.inFlight.startedAt, error: b.inFlight.lastError };
   if (b.lastError) return { outcome: 'failed', at: b.updatedAt, error: b.lastError };
+  // Finished, but the old token died before the new one was confirmed: consumers may have been refused.
+  if (b.lastOutcome?.endsWith('-before-confirm')) return { outcome: b.lastOutcome, at: b.lastSuccessAt, error: 'the old token expired or was revoked before the new one was confirmed' };
   if (b.lastSuccessAt) return { outcome: 'succeeded', at: b.lastSuccessAt, error: null };
   return null;
 }
@@ -65,7 +67,7 @@ export function BindingsPage({ session }: { session: Session }) {
                 <th scope="col">State</th>
                 <th scope="col">Sinks</th>
                 <th scope="col">Token expires</th>
-                <th scope="col">Next rotation</th>
+                <th scope="col">Next attempt</th>
                 <th scope="col">Last rotation</th>
                 <th scope="col">
                   <span class="sr-only">Actions</span>
@@ -90,18 +92,31 @@ export function BindingsPage({ session }: { session: Session }) {
                     </td>
                     <td>
                       <ul class="plain">
-                        {b.sinks.map((s) => (
-                          <li key={describeSink(s)}>
-                            <code>{describeSink(s)}</code>
-                          </li>
-                        ))}
+                        {b.sinks.map((s, i) => {
+                          const st = b.sinkStates?.[i];
+                          return (
+                            <li key={describeSink(s)} data-sink-status={st?.status ?? 'unknown'}>
+                              <code>{describeSink(s)}</code>{' '}
+                              {st && st.status !== 'unknown' && (
+                                <span class={`outcome outcome-${st.status === 'ok' ? 'ok' : 'failed'}`}>{st.status === 'ok' ? 'holds a valid token' : st.status}</span>
+                              )}
+                              {st?.detail && st.status !== 'ok' && <div class="sub error-text">{st.detail}</div>}
+                            </li>
+                          );
+                        })}
                       </ul>
                     </td>
                     <td>
                       <Time iso={b.expiresAt} />
                     </td>
                     <td>
-                      <Time iso={b.nextRotationAt} fallback="not scheduled" />
+                      {b.retrying ? (
+                        <>
+                          retry <Time iso={b.nextAttemptAt} fallback="soon" />
+                        </>
+                      ) : (
+                        <Time iso={b.nextAttemptAt ?? b.nextRotationAt} fallback="not scheduled" />
+                      )}
                     </td>
                     <td>
                       {last ? (
@@ -199,7 +214,7 @@ function HistoryDialog(props: { binding: Binding; onClose: () => void }) {
                   <th scope="row">{r.seq}</th>
                   <td>{r.reason}</td>
                   <td>
-                    <span class={`outcome outcome-${r.step === 'abandoned' || r.lastError ? 'failed' : 'ok'}`}>{r.step}</span>
+                    <span class={`outcome outcome-${r.step === 'abandoned' || r.lastError || (r.outcome && r.outcome !== 'success') ? 'failed' : 'ok'}`}>{r.outcome && r.outcome !== 'success' ? r.outcome : r.step}</span>
                     {r.attempts > 1 && <div class="sub">{r.attempts} attempts</div>}
                     {r.lastError && <div class="sub error-text">{r.lastError}</div>}
                     {r.note && <div class="sub">{r.note}</div>}
