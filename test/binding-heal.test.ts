@@ -41,8 +41,11 @@ describe('healing in real time (the controller on its timer, real files)', () =>
 
   beforeAll(async () => {
     // resync an hour away: anything healed here is healed by the watch, not the safety net.
-    s = await startTestServer({ config: { verify: { failureLimit: 100_000 }, delivery: { resync: '1h' } }, delivery: { intervalMs: 500, pollMs: 500, retryBaseMs: 500, sinkPollMs: 500 } });
     dir = tempDir('binding-heal');
+    s = await startTestServer({
+      config: { verify: { failureLimit: 100_000 }, delivery: { resync: '1h', fileRoots: [dir] } },
+      delivery: { intervalMs: 500, pollMs: 500, retryBaseMs: 500, sinkPollMs: 500 },
+    });
     expect((await s.api('POST', '/api/v1/actors', { name: 'bot-healed', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);
   });
   afterAll(async () => s?.close());
@@ -144,7 +147,7 @@ describe('honest outcomes and recovery (ManualClock)', () => {
     process.env.TW_TEST_HEAL_USERNAME = up.username;
     s = await startTestServer({
       clock,
-      config: { verify: { failureLimit: 100_000 }, notifications: { webhookUrl: 'http://127.0.0.1:9/hook' } },
+      config: { verify: { failureLimit: 100_000 }, notifications: { webhookUrl: 'http://127.0.0.1:9/hook' }, delivery: { fileRoots: [dir] } },
       // The production backoff ceiling (5 min): only the urgency cap can bring a retry within seconds.
       delivery: { autoStart: false, pollMs: SEC, kubernetes: loadKubeConfig({ mode: 'kubeconfig', path: k8s.writeKubeconfig({ dir }) }) },
     });

@@ -101,6 +101,8 @@ export class FileSink implements Sink {
   }
 
   async read(): Promise<string | null> {
+    // A directory that is gone holds no token: "missing", which delivery heals once it is back.
+    if (!(await exists(dirname(this.spec.path)))) return null;
     const at = await this.locate();
     if (!at.existing) return null;
     const raw = await withFile(at.path, (handle) => handle.readFile('utf8'));
@@ -210,6 +212,17 @@ export class FileSink implements Sink {
     if (this.spec.owner && (st.uid !== this.spec.owner.uid || (this.spec.owner.gid !== undefined && st.gid !== this.spec.owner.gid))) {
       await handle.chown(this.spec.owner.uid, this.spec.owner.gid ?? -1);
     }
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw err;
   }
 }
 
