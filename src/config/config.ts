@@ -14,7 +14,18 @@ export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms
 
 export const ServerConfigSchema = T.Object(
   {
-    listen: T.Object({ host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }) }, { default: {} }),
+    listen: T.Object(
+      {
+        host: T.String({ default: '127.0.0.1' }),
+        port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+        front: T.Union([T.Literal('threads'), T.Literal('inline')], {
+          default: 'threads',
+          description:
+            'threads: lean worker thread(s) own the port, answer GET /auth and pass everything else to the API over a private socket (the fast default); inline: one thread serves everything',
+        }),
+      },
+      { default: {} },
+    ),
     authListen: T.Optional(
       T.Object(
         { host: T.String({ default: '127.0.0.1' }), port: T.Integer({ minimum: 0, maximum: 65535 }) },
@@ -41,6 +52,10 @@ export const ServerConfigSchema = T.Object(
         failureWindow: T.Optional(Duration),
         header: T.Optional(T.String({ description: 'an extra header to read the token from, e.g. X-Api-Key' })),
         trustedProxies: T.Array(T.String(), { default: ['127.0.0.1', '::1', '::ffff:127.0.0.1'] }),
+        threads: T.Union([T.Literal('auto'), T.Integer({ minimum: 1, maximum: 64 })], {
+          default: 1,
+          description: 'threads answering GET /auth on the main port (listen.front: threads); auto = the CPUs this process may use. More than 1 needs Node >= 22.12 on Linux (reusePort)',
+        }),
       },
       { default: {} },
     ),
@@ -111,9 +126,11 @@ export class ConfigError extends Error {
 }
 
 /** TOKENWARDEN_STORE_URL=… sets store.url; TOKENWARDEN_LISTEN_PORT=… sets listen.port. Env wins over the file. */
-const ENV_KEYS: Record<string, [string, string, 'string' | 'int']> = {
+const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'auto-int']> = {
   TOKENWARDEN_LISTEN_HOST: ['listen', 'host', 'string'],
   TOKENWARDEN_LISTEN_PORT: ['listen', 'port', 'int'],
+  TOKENWARDEN_LISTEN_FRONT: ['listen', 'front', 'string'],
+  TOKENWARDEN_VERIFY_THREADS: ['verify', 'threads', 'auto-int'],
   TOKENWARDEN_AUTH_LISTEN_HOST: ['authListen', 'host', 'string'],
   TOKENWARDEN_AUTH_LISTEN_PORT: ['authListen', 'port', 'int'],
   TOKENWARDEN_STORE_URL: ['store', 'url', 'string'],
@@ -158,7 +175,8 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
     if (kind === 'int') {
       if (!/^\d+$/.test(value)) problems.push(`${name} must be a whole number, got "${value}"`);
       raw[section][key] = Number(value);
-    } else raw[section][key] = value;
+    } else if (kind === 'auto-int') raw[section][key] = /^\d+$/.test(value) ? Number(value) : value;
+    else raw[section][key] = value;
   }
   for (const [section, values] of Object.entries(options.overrides ?? {})) {
     raw[section] = { ...(raw[section] ?? {}), ...Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) };

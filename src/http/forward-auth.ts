@@ -1,5 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { ResolvedConfig } from '../config/config.js';
+import { peerAddress } from './peer.js';
 import { type Identity, type Source, type Verification, type Verifier, hasScopes } from '../verify/verifier.js';
 
 export interface Requirement {
@@ -34,7 +35,7 @@ export function bearerFrom(headers: IncomingMessage['headers'], extraHeader?: st
 
 /** The client behind a trusted proxy (nginx, Caddy, Traefik) is the first X-Forwarded-For hop, else X-Real-IP. */
 export function sourceOf(req: IncomingMessage, trusted: readonly string[]): Source {
-  const peer = req.socket.remoteAddress ?? null;
+  const peer = peerAddress(req);
   let ip = peer;
   if (peer && trusted.includes(peer)) {
     const xff = req.headers['x-forwarded-for'];

@@ -49,10 +49,11 @@ export function createLogger(options: { level?: string; stream?: DestinationStre
         },
       },
       serializers: {
-        req: (req: { method?: string; url?: string; ip?: string; id?: string; headers?: Record<string, unknown> }) => ({
+        req: (req: { method?: string; url?: string; ip?: string; id?: string; headers?: Record<string, unknown>; raw?: { tokenwardenPeer?: { address: string | null } } }) => ({
           method: req.method,
           url: redactUrl(req.url ?? ''),
-          remoteAddress: req.ip,
+          // Behind the front (http/peer.ts) the socket is the private one: the client is the front's peer.
+          remoteAddress: req.ip ?? req.raw?.tokenwardenPeer?.address ?? undefined,
           userAgent: typeof req.headers?.['user-agent'] === 'string' ? redactTokens(req.headers['user-agent']) : undefined,
         }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),
