@@ -147,6 +147,20 @@ export class ForwardAuthListener {
     for (const slot of this.slots) slot.worker?.postMessage(message);
   }
 
+  /** A thread's log line, written by this process's logger (its stream, its level names) with the thread named. */
+  private relay(line: string, thread: string): void {
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    const { level, msg, time: _time, pid: _pid, hostname: _host, name: _name, ...fields } = entry;
+    const label = this.logger.levels.labels[Number(level)] as 'info' | undefined;
+    if (!label || typeof this.logger[label] !== 'function') return;
+    this.logger[label]({ ...fields, thread }, typeof msg === 'string' ? msg : '');
+  }
+
   /** The first start reports failure to the caller; a restart that fails is retried with backoff. */
   private spawn(slot: Slot, initial: boolean): Promise<void> {
     const worker = newWorker(slot.data);
@@ -155,7 +169,8 @@ export class ForwardAuthListener {
     return new Promise((resolve, reject) => {
       let listening = false;
       worker.on('message', (m: FromAuthWorker) => {
-        if (m.type === 'listening') {
+        if (m.type === 'log') this.relay(m.line, name);
+        else if (m.type === 'listening') {
           listening = true;
           this.url = m.url;
           // A restart comes back on the same port, also when the configuration asked for any free one (0); so do the other threads.

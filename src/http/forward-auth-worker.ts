@@ -35,7 +35,12 @@ export type ToAuthWorker =
   | { type: 'revoked'; tokenId: string }
   | { type: 'close' };
 
-export type FromAuthWorker = { type: 'listening'; url: string; port: number } | { type: 'failed'; message: string } | { type: 'closed' };
+export type FromAuthWorker =
+  | { type: 'listening'; url: string; port: number }
+  | { type: 'failed'; message: string }
+  | { type: 'closed' }
+  /** One JSON log line (already redacted), written by the main thread's logger so that all lines go where it writes. */
+  | { type: 'log'; line: string };
 
 /**
  * The auth listener thread: its own store connection, verifier and caches, serving only
@@ -43,8 +48,8 @@ export type FromAuthWorker = { type: 'listening'; url: string; port: number } | 
  * this one job, untouched by the API, the controller and the libraries of the main thread.
  */
 async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>): Promise<void> {
-  const logger = createLogger({ level: data.logLevel, name: 'tokenwarden-auth' });
   const send = (m: FromAuthWorker) => port.postMessage(m);
+  const logger = createLogger({ level: data.logLevel, name: 'tokenwarden-auth', stream: { write: (line: string) => send({ type: 'log', line }) } });
   let store: Store;
   try {
     store = new Store(await connect(data.storeUrl, { poolSize: 2 }));
