@@ -103,6 +103,20 @@ describe('the front of the main port (listen.front: threads, the default)', () =
     }
   });
 
+  it('hears of a revocation made by another server on the same store within 1 s, despite its 10-minute cache', async () => {
+    const other = await startTestServer({ dbPath: s.dbPath, adminToken: s.adminToken, config: { listen: { host: '127.0.0.1', port: 0, front: 'inline' } } });
+    try {
+      const { token, id } = await mintFor(s, 'bot-front', ['metrics.read']);
+      expect((await fresh(`${s.url}/auth?scope=metrics.read`, auth(token))).status).toBe(200); // cached in the front thread
+      expect((await other.api('DELETE', `/api/v1/tokens/${id}`)).status).toBe(200);
+      const t0 = Date.now();
+      await waitFor(async () => (await fresh(`${s.url}/auth?scope=metrics.read`, auth(token))).status === 401, 'the front to refuse it', 3000, 20);
+      expect(Date.now() - t0).toBeLessThan(1000);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('passes the API through: method, query, body, duplicate headers, two set-cookie, status and problem JSON', async () => {
     const r = await fresh(`${s.url}/test/echo?x=1&y=2`, ['Content-Type', 'application/json', 'X-Dup', 'one', 'x-dup', 'two', 'Content-Length', '17'], 'POST', JSON.stringify({ hello: 'world' }));
     expect(r.status).toBe(200);
