@@ -36,7 +36,9 @@ function passable(raw: string[], dropPeer: boolean): string[] {
  * private socket trusts; any a client sends are dropped here.
  */
 export function createFrontProxy(socketPath: string, logger: Logger) {
-  const agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64 });
+  // Idle connections to the app are dropped after 4 s, before the app's own keep-alive timeout (Node's least is 5 s)
+  // could close one just as it is reused, which would turn a request into a 502.
+  const agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, timeout: 4000 });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const headers = passable(req.rawHeaders, true);
     headers.push(...frontPeerHeaders(req));
