@@ -1,4 +1,6 @@
-import { dirname } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Authority, type CreatedToken } from './authority/authority.js';
 import { type Clock, systemClock } from './clock.js';
@@ -21,7 +23,7 @@ import { ChangeWatch } from './verify/change-watch.js';
 import { RevocationListener } from './store/pg-notify.js';
 import { withStartupLock } from './store/startup-lock.js';
 import { VERIFY_RESULTS, Verifier, verifierOptions } from './verify/verifier.js';
-import { ForwardAuthListener } from './http/forward-auth-listener.js';
+import { ForwardAuthListener, frontThreads } from './http/forward-auth-listener.js';
 
 export interface Tokenwarden {
   app: FastifyInstance;
@@ -31,6 +33,8 @@ export interface Tokenwarden {
   url: string;
   /** The `authListen:` listener, when one is configured. */
   authListener?: ForwardAuthListener;
+  /** The thread(s) owning the main port (listen.front: threads); the app then listens on a private socket only. */
+  front?: ForwardAuthListener;
   authUrl?: string;
   close(): Promise<void>;
 }
@@ -80,14 +84,17 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   let authListener: ForwardAuthListener | undefined;
   // The delivery controller (built below) hears the same facts: a delivered token revoked or an identity changed elsewhere is healed at once.
   let controller: { noticeRevoked(id: string): void; noticeActorChanged(id: string): void } | undefined;
+  let front: ForwardAuthListener | undefined;
   const everyVerifier = {
     markRevoked(id: string) {
       verifier.markRevoked(id);
+      front?.markRevoked(id);
       authListener?.markRevoked(id);
       controller?.noticeRevoked(id);
     },
     invalidateActor(id: string) {
       verifier.invalidateActor(id);
+      front?.invalidateActor(id);
       authListener?.invalidateActor(id);
       controller?.noticeActorChanged(id);
     },
@@ -108,7 +115,9 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   await fanout?.start();
 
   const notifier = notifySettings ? new Notifier(store, clock, metrics, logger, notifySettings) : undefined;
-  const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins, notifier };
+  // The front threads run on the system clock: a server driven by an injected clock (tests) keeps one thread, as listen.front: inline.
+  const behindFront = options.listen !== false && config.listen.front === 'threads' && clock === systemClock;
+  const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins, notifier, behindFront };
   // Bindings (config file and API) and the rotation controller; the controller starts once the app listens.
   // Bindings with `source:` deliver an upstream's token instead of a minted one (src/sources/provider.ts).
   const keyPath = deliveryKeyPath(config, store.engine, store.location);
@@ -133,7 +142,7 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const readyBefore = ctx.ready;
   ctx.ready = async () => {
     await readyBefore?.();
-    for (const health of [delivery.controller.health(), authListener?.health() ?? { ok: true as const }]) {
+    for (const health of [delivery.controller.health(), front?.health() ?? { ok: true as const }, authListener?.health() ?? { ok: true as const }]) {
       if (!health.ok) throw new Error(health.detail);
     }
   };
@@ -146,16 +155,31 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     watch.stop();
     await notifier?.stop();
     await fanout?.stop();
+    // The front first: it stops taking connections and finishes what it passed on to the app, which is still up.
+    await front?.close();
     await authListener?.close();
     await app.close();
+    if (privateDir) rmSync(privateDir, { recursive: true, force: true });
     await verifier.lastUse.stop();
     await store.close();
   };
   let url = '';
+  let privateDir: string | undefined;
   try {
-    if (options.listen !== false) {
+    if (behindFront) {
+      // Only this process's user can reach the socket: the front's peer headers are trusted there and nowhere else.
+      privateDir = mkdtempSync(join(tmpdir(), 'tokenwarden-api-'));
+      const socket = join(privateDir, 'api.sock');
+      await app.listen({ path: socket });
+      const plan = frontThreads(config.verify.threads);
+      if (plan.note) logger.warn(plan.note);
+      front = await ForwardAuthListener.startFront(config, { metrics, logger, events: authority.events }, { upstream: socket, ...plan });
+      url = front.url;
+    } else if (options.listen !== false) {
       url = await app.listen({ host: config.listen.host, port: config.listen.port });
       if (config.tls) url = url.replace(/^http:/, 'https:');
+    }
+    if (options.listen !== false) {
       authListener = await ForwardAuthListener.start(config, { metrics, logger, events: authority.events });
     }
   } catch (err) {
@@ -164,5 +188,5 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   }
   notifier?.start();
   delivery.start();
-  return { app, ctx, bootstrap, url, authListener, authUrl: authListener?.url, close };
+  return { app, ctx, bootstrap, url, front, authListener, authUrl: authListener?.url, close };
 }

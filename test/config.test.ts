@@ -75,7 +75,7 @@ describe('tokenwarden config check', () => {
     expect(res.code, res.stderr).toBe(0);
     expect(res.stderr).toContain('configuration is valid');
     const shown = parseYaml(res.stdout);
-    expect(shown.listen).toEqual({ host: '0.0.0.0', port: 9443 });
+    expect(shown.listen).toEqual({ host: '0.0.0.0', port: 9443, front: 'threads' }); // the default front is shown too
     expect(shown.store.url).toBe('postgres://tokenwarden:***@db.example:5432/tokenwarden');
     expect(shown.upstream).toEqual({ password: '[REDACTED]', clientSecret: '[REDACTED]' });
     expect(shown.notifications.webhookUrl).toBe('[REDACTED]');

@@ -8,7 +8,13 @@ let b: TestServer;
 beforeAll(async () => {
   // A long cache on B: only the revocation watch can make it refuse in time.
   a = await startTestServer({ config: { verify: { failureLimit: 1000, cacheTtl: '10m' } } });
-  b = await startTestServer({ dbPath: a.dbPath, adminToken: a.adminToken, config: { verify: { failureLimit: 1000, cacheTtl: '10m' } } });
+  // B answers /auth on its main thread (listen.front: inline), whose verifier's cache these tests look into;
+  // the same watch reaching the front threads is in front.test.ts.
+  b = await startTestServer({
+    dbPath: a.dbPath,
+    adminToken: a.adminToken,
+    config: { listen: { host: '127.0.0.1', port: 0, front: 'inline' }, verify: { failureLimit: 1000, cacheTtl: '10m' } },
+  });
 });
 afterAll(async () => {
   await b?.close();

@@ -23,6 +23,11 @@ export const ServerConfigSchema = T.Object(
         port: T.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
         // How long an idle keep-alive connection stays open, on the main port and authListen (default 72s, src/http/tls.ts).
         keepAliveTimeout: T.Optional(Duration),
+        front: T.Union([T.Literal('threads'), T.Literal('inline')], {
+          default: 'threads',
+          description:
+            'threads: lean worker thread(s) own the port, answer GET /auth and pass everything else to the API over a private socket (the fast default); inline: one thread serves everything',
+        }),
       },
       { default: {} },
     ),
@@ -55,6 +60,10 @@ export const ServerConfigSchema = T.Object(
         trustedProxies: T.Array(T.String(), {
           default: ['127.0.0.1', '::1'],
           description: 'proxies (IPs or CIDR blocks) whose X-Forwarded-For is read, from the right (docs/forward-auth.md); [] trusts none',
+        }),
+        threads: T.Union([T.Literal('auto'), T.Integer({ minimum: 1, maximum: 64 })], {
+          default: 1,
+          description: 'threads answering GET /auth on the main port (listen.front: threads); auto = the CPUs this process may use. More than 1 needs Node >= 22.12 on Linux (reusePort)',
         }),
       },
       { default: {} },
@@ -136,9 +145,11 @@ export class ConfigError extends Error {
 }
 
 /** TOKENWARDEN_STORE_URL=… sets store.url; TOKENWARDEN_LISTEN_PORT=… sets listen.port. Env wins over the file. */
-const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'list']> = {
+const ENV_KEYS: Record<string, [string, string, 'string' | 'int' | 'list' | 'auto-int']> = {
   TOKENWARDEN_LISTEN_HOST: ['listen', 'host', 'string'],
   TOKENWARDEN_LISTEN_PORT: ['listen', 'port', 'int'],
+  TOKENWARDEN_LISTEN_FRONT: ['listen', 'front', 'string'],
+  TOKENWARDEN_VERIFY_THREADS: ['verify', 'threads', 'auto-int'],
   TOKENWARDEN_AUTH_LISTEN_HOST: ['authListen', 'host', 'string'],
   TOKENWARDEN_AUTH_LISTEN_PORT: ['authListen', 'port', 'int'],
   TOKENWARDEN_STORE_URL: ['store', 'url', 'string'],
@@ -213,7 +224,8 @@ export function loadConfig(options: { file?: string; env?: NodeJS.ProcessEnv; ov
         .split(/[,:]/)
         .map((v) => v.trim())
         .filter(Boolean);
-    } else raw[section][key] = value;
+    } else if (kind === 'auto-int') raw[section][key] = /^\d+$/.test(value) ? Number(value) : value;
+    else raw[section][key] = value;
   }
   for (const [section, values] of Object.entries(options.overrides ?? {})) {
     raw[section] = { ...(raw[section] ?? {}), ...Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) };

@@ -11,6 +11,7 @@ import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerDoctorRoutes } from '../observe/doctor/routes.js';
 import { registerNotificationRoutes } from '../observe/notify-routes.js';
+import { adoptFrontPeer } from './peer.js';
 import { createNodeServer, keepAliveTimeoutOf } from './tls.js';
 import { registerPolicyRoutes } from './routes/policy.js';
 import { registerTokenRoutes } from './routes/tokens.js';
@@ -37,8 +38,10 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
     // The forward-auth check runs before the framework: it is on every request of the services behind the proxy.
     // HTTPS when `tls` is configured, with the certificate reloaded when its files change. Fastify's
     // keepAliveTimeout is not applied to a factory's server: createNodeServer sets it (listen.keepAliveTimeout).
+    // Behind the front (listen.front: threads) this server listens only on the private socket: plain HTTP, the front's peer headers trusted.
     serverFactory: (handler) =>
-      createNodeServer(ctx.config.tls, (req: IncomingMessage, res: ServerResponse) => {
+      createNodeServer(ctx.behindFront ? undefined : ctx.config.tls, (req: IncomingMessage, res: ServerResponse) => {
+        if (ctx.behindFront) adoptFrontPeer(req);
         if (isForwardAuthPath(req.url ?? '')) return forwardAuth(req, res);
         handler(req, res);
       }, ctx.logger, keepAliveTimeoutOf(ctx.config)),

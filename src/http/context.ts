@@ -18,6 +18,8 @@ export interface AppContext {
   /** Extra route plugins contributed by other parts (delivery, UI, …). */
   plugins?: ((app: import('fastify').FastifyInstance, ctx: AppContext) => Promise<void> | void)[];
   ready?: () => Promise<void>;
+  /** listen.front: threads — the app listens only on its private socket, behind the front thread(s). */
+  behindFront?: boolean;
   /** Delivery bindings (API, CLI, UI) and the controller that rotates them. */
   bindings?: import('../delivery/service.js').BindingService;
   delivery?: import('../delivery/controller.js').DeliveryController;

@@ -6,6 +6,7 @@ import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import { VERIFY_RESULTS, Verifier, type VerifierOptions } from '../verify/verifier.js';
 import { type ForwardAuthOptions, createForwardAuthHandler, isForwardAuthPath } from './forward-auth.js';
+import { createFrontProxy } from './front-proxy.js';
 import { type TlsSettings, createNodeServer } from './tls.js';
 
 /** What the main thread hands the auth listener thread (see forward-auth-listener.ts). */
@@ -21,6 +22,12 @@ export interface AuthWorkerData {
   logLevel: string;
   /** One float64 per VERIFY_RESULTS entry, written only by this thread, read by the main thread's /metrics. */
   results: SharedArrayBuffer;
+  /** The front of the main port (listen.front: threads): the app's private socket, where every other request goes. */
+  upstream?: string;
+  /** Several threads on one port (verify.threads), each with its own socket; Node >= 22.12 on Linux. */
+  reusePort?: boolean;
+  /** How this listener is named in its messages: 'the auth listener' or 'the front'. */
+  name: string;
 }
 
 /** Cache events from the main thread: its own revocations and grant changes, and those other replicas announced. */
@@ -30,7 +37,12 @@ export type ToAuthWorker =
   | { type: 'revoked'; tokenId: string }
   | { type: 'close' };
 
-export type FromAuthWorker = { type: 'listening'; url: string; port: number } | { type: 'failed'; message: string } | { type: 'closed' };
+export type FromAuthWorker =
+  | { type: 'listening'; url: string; port: number }
+  | { type: 'failed'; message: string }
+  | { type: 'closed' }
+  /** One JSON log line (already redacted), written by the main thread's logger so that all lines go where it writes. */
+  | { type: 'log'; line: string };
 
 /**
  * The auth listener thread: its own store connection, verifier and caches, serving only
@@ -38,13 +50,13 @@ export type FromAuthWorker = { type: 'listening'; url: string; port: number } | 
  * this one job, untouched by the API, the controller and the libraries of the main thread.
  */
 async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>): Promise<void> {
-  const logger = createLogger({ level: data.logLevel, name: 'tokenwarden-auth' });
   const send = (m: FromAuthWorker) => port.postMessage(m);
+  const logger = createLogger({ level: data.logLevel, name: 'tokenwarden-auth', stream: { write: (line: string) => send({ type: 'log', line }) } });
   let store: Store;
   try {
     store = new Store(await connect(data.storeUrl, { poolSize: 2 }));
   } catch (err) {
-    send({ type: 'failed', message: `the auth listener cannot open the store: ${(err as Error).message}` });
+    send({ type: 'failed', message: `${data.name} cannot open the store: ${(err as Error).message}` });
     return;
   }
   const verifier = new Verifier(store, systemClock, data.verifier);
@@ -53,10 +65,12 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
   verifier.onResult = (r) => void counts[slot[r]]++;
   verifier.lastUse.start();
   const handle = createForwardAuthHandler(verifier, data.forwardAuth);
+  const proxy = data.upstream ? createFrontProxy(data.upstream, logger) : undefined;
   const server = createNodeServer(
     data.tls,
     (req, res) => {
       if (isForwardAuthPath(req.url ?? '')) return handle(req, res);
+      if (proxy) return proxy(req, res);
       const body = 'this listener serves only GET /auth; the API and the UI are on the main port\n';
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length) });
       res.end(body);
@@ -70,6 +84,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
       server.close(() => done());
       server.closeIdleConnections();
     });
+    proxy?.close();
     await verifier.lastUse.stop();
     await store.close();
     send({ type: 'closed' });
@@ -83,10 +98,10 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
   });
 
   server.once('error', (err: NodeJS.ErrnoException) => {
-    send({ type: 'failed', message: `the auth listener cannot listen on ${data.host}:${data.port}: ${err.code ?? err.message}` });
+    send({ type: 'failed', message: `${data.name} cannot listen on ${data.host}:${data.port}: ${err.code ?? err.message}` });
     void verifier.lastUse.stop().then(() => store.close()).finally(() => port.close());
   });
-  server.listen(data.port, data.host, () => {
+  server.listen({ port: data.port, host: data.host, ...(data.reusePort ? { reusePort: true } : {}) }, () => {
     const { address, port: bound } = server.address() as AddressInfo;
     const host = address.includes(':') ? `[${address}]` : address;
     send({ type: 'listening', url: `${data.tls ? 'https' : 'http'}://${host}:${bound}`, port: bound });

@@ -49,11 +49,12 @@ export function createLogger(options: { level?: string; stream?: DestinationStre
         },
       },
       serializers: {
-        req: (req: { method?: string; url?: string; ip?: string; clientIp?: string | null; id?: string; headers?: Record<string, unknown> }) => ({
+        req: (req: { method?: string; url?: string; ip?: string; clientIp?: string | null; id?: string; headers?: Record<string, unknown>; raw?: { tokenwardenPeer?: { address: string | null } } }) => ({
           method: req.method,
           url: redactUrl(req.url ?? ''),
           // The API's request decorates clientIp (the one source-address rule); a bare request has only its peer.
-          remoteAddress: req.clientIp ?? req.ip,
+          // Behind the front (http/peer.ts) the socket is the private one: the client is the front's peer.
+          remoteAddress: req.clientIp ?? req.raw?.tokenwardenPeer?.address ?? req.ip,
           userAgent: typeof req.headers?.['user-agent'] === 'string' ? redactTokens(req.headers['user-agent']) : undefined,
         }),
         res: (res: { statusCode?: number }) => ({ statusCode: res.statusCode }),

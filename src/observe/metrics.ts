@@ -115,7 +115,7 @@ export class Metrics {
   });
   readonly authListenerRestarts = new Counter({
     name: 'tokenwarden_auth_listener_restarts_total',
-    help: 'Times the authListen thread (GET /auth on its own port) died and was started again',
+    help: 'Times a thread answering GET /auth (a front thread of the main port, or authListen) died and was started again',
     registers: [this.registry],
   });
   readonly notifications = new Counter({

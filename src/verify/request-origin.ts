@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
+import { peerAddress } from '../http/peer.js';
 
 /**
  * The one source-address rule, used by the failure limit, last use, the audit log and the
@@ -87,5 +88,5 @@ export interface RequestOrigin {
 /** Where a request comes from, by the one rule. */
 export function requestOrigin(req: IncomingMessage, trust: ProxyTrust): RequestOrigin {
   const ua = req.headers['user-agent'];
-  return { ip: clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trust), userAgent: typeof ua === 'string' ? ua : null };
+  return { ip: clientAddress(peerAddress(req), req.headers['x-forwarded-for'], trust), userAgent: typeof ua === 'string' ? ua : null };
 }
