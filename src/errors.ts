@@ -85,3 +85,7 @@ export const problem = {
   conflict: (detail: string, field?: string) => new Problem('conflict', detail, field ? { field } : {}),
   unauthorized: (detail: string) => new Problem('unauthorized', detail),
 };
+
+/** The API's largest request body, and the problem a larger one gets (from the app, or from the front before it). */
+export const API_BODY_LIMIT = 64 * 1024;
+export const bodyTooLarge = (): Problem => new Problem('payload-too-large', `the request body is larger than ${API_BODY_LIMIT / 1024} KiB`);

@@ -1,7 +1,8 @@
 import type { OutgoingHttpHeaders } from 'node:http';
-import { type Refusal, allowedHeaders, refusalResponse } from '../http/forward-auth.js';
+import { allowedHeaders, refusalResponse } from '../http/forward-auth.js';
+import { type Refusal } from '../verify/decision.js';
 import type { Source } from '../verify/verifier.js';
-import type { Decision } from '../http/forward-auth.js';
+import type { Decision } from '../verify/decision.js';
 
 /** What the gate does with one request: forward it with identity headers, or answer it itself. */
 export type GateVerdict =

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/config.js';
-import { type Requirement, decide, decideCached } from '../http/forward-auth.js';
+import { type Requirement, decide, decideCached } from '../verify/decision.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import { ChangeWatch } from '../verify/change-watch.js';

@@ -2,7 +2,8 @@ import { Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage, typ
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { Problem } from '../errors.js';
-import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL, credentialOf } from '../http/forward-auth.js';
+import { credentialOf } from '../http/forward-auth.js';
+import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL } from '../verify/decision.js';
 import { createNodeServer } from '../http/tls.js';
 import { normalizeIp, proxyTrust, requestOrigin } from '../verify/request-origin.js';
 import { type Logger, redactUrl } from '../observe/log.js';

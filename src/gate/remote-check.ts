@@ -1,7 +1,7 @@
 import { Agent as HttpAgent, type OutgoingHttpHeaders, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Clock } from '../clock.js';
-import type { Refusal, Requirement } from '../http/forward-auth.js';
+import type { Refusal, Requirement } from '../verify/decision.js';
 import { hashSecret, parseToken, secretMatches } from '../token/format.js';
 import type { Source } from '../verify/verifier.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';

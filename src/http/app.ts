@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { ROUTE_PERMISSIONS, type RouteAccess, missingScopes, missingScopesDetail } from '../authority/permissions.js';
-import { Problem } from '../errors.js';
+import { API_BODY_LIMIT, Problem, bodyTooLarge } from '../errors.js';
 import type { AppContext } from './context.js';
-import { TWO_CREDENTIALS, TWO_CREDENTIALS_REFUSAL, challenge, createForwardAuthHandler, credentialOf, forwardAuthOptions, isForwardAuthPath, sourceOf } from './forward-auth.js';
+import { createForwardAuthHandler, credentialOf, forwardAuthOptions, isForwardAuthPath, sourceOf } from './forward-auth.js';
+import { type Requirement, challenge, decide } from '../verify/decision.js';
 import { STORE_RETRY_AFTER_SECONDS, storeUnavailable } from '../store/errors.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerOpsRoutes } from './routes/ops.js';
@@ -18,6 +19,7 @@ import { registerTokenRoutes } from './routes/tokens.js';
 import { registerUi } from './ui.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const ANY_TOKEN: Requirement = Object.freeze({ scopes: [], satisfy: 'all' as const });
 
 /** The routes that need a token and have a row in the permissions table: the API (but its own description) and /metrics. */
 function isGuarded(path: string): boolean {
@@ -28,7 +30,7 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
   const forwardAuth = createForwardAuthHandler(ctx.verifier, forwardAuthOptions(ctx.config));
   const app = Fastify({
     loggerInstance: ctx.logger as unknown as import("fastify").FastifyBaseLogger,
-    bodyLimit: 64 * 1024,
+    bodyLimit: API_BODY_LIMIT,
     // No trustProxy: the client address comes from the one source-address rule (sourceOf), also for the request log.
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -129,31 +131,25 @@ export async function buildApp(ctx: AppContext): Promise<FastifyInstance> {
 export async function authenticate(ctx: AppContext, req: FastifyRequest, reply: import('fastify').FastifyReply): Promise<void> {
   const { header, trustedProxies } = forwardAuthOptions(ctx.config);
   const source = sourceOf(req.raw, trustedProxies);
-  const credential = credentialOf(req.raw, header);
-  if (credential === TWO_CREDENTIALS) {
-    ctx.verifier.onResult('malformed');
-    reply
-      .code(400)
-      .header('www-authenticate', challenge(TWO_CREDENTIALS_REFUSAL))
-      .type('application/problem+json')
-      .send(new Problem('bad-request', TWO_CREDENTIALS_REFUSAL.description, { field: 'authorization' }).toBody(req.url.split('?')[0]));
-    return reply;
-  }
-  const v = await ctx.verifier.verify(credential, source);
-  if (!v.ok) {
-    const status = v.reason === 'rate_limited' ? 429 : 401;
+  // The same decision as /auth (verify/decision.ts), with no scope requirement: the route's row in the permissions table is checked next.
+  const d = await decide(ctx.verifier, credentialOf(req.raw, header), source, ANY_TOKEN);
+  if (d.status !== 200) {
     const detail =
-      v.reason === 'missing'
-        ? 'send a tokenwarden token as "Authorization: Bearer twd_…"'
-        : `${v.detail}; run "tokenwarden doctor" with the token to see why`;
-    if (v.retryAfter !== undefined) reply.header('retry-after', String(v.retryAfter));
+      d.status === 400
+        ? d.description
+        : d.error === ''
+          ? 'send a tokenwarden token as "Authorization: Bearer twd_…"'
+          : `${d.description}; run "tokenwarden doctor" with the token to see why`;
+    const kind = d.status === 400 ? 'bad-request' : d.status === 429 ? 'rate-limited' : 'unauthorized';
+    if (d.retryAfter !== undefined) reply.header('retry-after', String(d.retryAfter));
     reply
-      .code(status)
-      .header('www-authenticate', challenge({ status: 401, error: v.reason === 'missing' ? '' : 'invalid_token', description: v.detail }))
+      .code(d.status)
+      .header('www-authenticate', challenge(d))
       .type('application/problem+json')
-      .send(new Problem(status === 429 ? 'rate-limited' : 'unauthorized', detail).toBody(req.url.split('?')[0]));
+      .send(new Problem(kind, detail, d.status === 400 ? { field: 'authorization' } : {}).toBody(req.url.split('?')[0]));
     return reply;
   }
+  const v = { identity: d.identity };
   req.principal = {
     actorId: v.identity.actorId,
     actorName: v.identity.actorName,
@@ -180,7 +176,7 @@ function toProblem(err: FastifyError | Problem): Problem {
   }
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new Problem('payload-too-large', 'the request body is larger than 64 KiB');
+      return bodyTooLarge();
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new Problem('bad-request', 'send the body as application/json');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':

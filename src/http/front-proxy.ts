@@ -1,4 +1,5 @@
 import { Agent, type IncomingMessage, type ServerResponse, request } from 'node:http';
+import { API_BODY_LIMIT, bodyTooLarge } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { frontPeerHeaders, isPeerHeader } from './peer.js';
 
@@ -40,6 +41,14 @@ export function createFrontProxy(socketPath: string, logger: Logger) {
   // could close one just as it is reused, which would turn a request into a 502.
   const agent = new Agent({ keepAlive: true, maxSockets: 512, maxFreeSockets: 64, timeout: 4000 });
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    // Answered here: the app would refuse it too, but closing on a body still being piped can turn its 413 into a 502.
+    if (Number(req.headers['content-length']) > API_BODY_LIMIT) {
+      const body = JSON.stringify(bodyTooLarge().toBody((req.url ?? '').split('?')[0]));
+      res.writeHead(413, { 'content-type': 'application/problem+json', 'content-length': String(Buffer.byteLength(body)), connection: 'close' });
+      res.end(body);
+      req.resume();
+      return;
+    }
     const headers = passable(req.rawHeaders, true);
     headers.push(...frontPeerHeaders(req));
     const upstream = request({ socketPath, agent, method: req.method, path: req.url, headers, setHost: false }, (answer) => {
