@@ -5,12 +5,15 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
+import { type VerifyLookup, postgresLookup, sqliteLookup } from './verify-lookup.js';
 
 export interface Connection {
   db: Kysely<Database>;
   engine: Engine;
   /** Where the data lives, for the operator (a file path, or the URL without its password). */
   location: string;
+  /** The verifier's prepared point reads (verify-lookup.ts). */
+  lookup: VerifyLookup;
   close(): Promise<void>;
 }
 
@@ -28,6 +31,7 @@ export function describeLocation(url: string): string {
 export async function connect(url: string, options: { poolSize?: number } = {}): Promise<Connection> {
   let db: Kysely<Database>;
   let engine: Engine;
+  let lookup: VerifyLookup;
   if (/^postgres(ql)?:/.test(url)) {
     engine = 'postgres';
     const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
@@ -38,6 +42,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     pool.on('error', () => undefined);
     pool.on('connect', (client) => client.on('error', () => undefined));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    lookup = postgresLookup(pool);
   } else {
     engine = 'sqlite';
     const path = describeLocation(url);
@@ -48,6 +53,13 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
+    // A reading connection of its own, opened on the first cold check: it sees committed rows only.
+    lookup = sqliteLookup(() => {
+      const reader = new SQLite(path, { fileMustExist: true });
+      reader.pragma('busy_timeout = 5000');
+      reader.pragma('query_only = ON');
+      return reader;
+    });
   }
   const migrator = new Migrator({ db, provider: new InCodeMigrations({ engine }) });
   const { error } = await migrator.migrateToLatest();
@@ -55,5 +67,14 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     await db.destroy();
     throw new Error(`database migration failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return { db, engine, location: describeLocation(url), close: () => db.destroy() };
+  return {
+    db,
+    engine,
+    location: describeLocation(url),
+    lookup,
+    close: async () => {
+      await lookup.close();
+      await db.destroy();
+    },
+  };
 }
