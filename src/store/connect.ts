@@ -5,7 +5,14 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
-import { type VerifyLookup, postgresLookup, sqliteLookup } from './verify-lookup.js';
+import {
+  type LastUse,
+  type VerifyLookup,
+  postgresLastUseWriter,
+  postgresLookup,
+  sqliteLastUseWriter,
+  sqliteLookup,
+} from './verify-lookup.js';
 
 export interface Connection {
   db: Kysely<Database>;
@@ -14,6 +21,8 @@ export interface Connection {
   location: string;
   /** The verifier's prepared point reads (verify-lookup.ts). */
   lookup: VerifyLookup;
+  /** A batch of last uses, written in one statement (PostgreSQL) or one transaction of one prepared statement (SQLite). */
+  writeLastUse(rows: readonly LastUse[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -32,6 +41,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
   let db: Kysely<Database>;
   let engine: Engine;
   let lookup: VerifyLookup;
+  let writeLastUse: Connection['writeLastUse'];
   if (/^postgres(ql)?:/.test(url)) {
     engine = 'postgres';
     const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
@@ -43,6 +53,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     pool.on('connect', (client) => client.on('error', () => undefined));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     lookup = postgresLookup(pool);
+    writeLastUse = postgresLastUseWriter(pool);
   } else {
     engine = 'sqlite';
     const path = describeLocation(url);
@@ -53,6 +64,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
+    writeLastUse = sqliteLastUseWriter(file, (work) => db.connection().execute(async () => work()));
     // A reading connection of its own, opened on the first cold check: it sees committed rows only.
     lookup = sqliteLookup(() => {
       const reader = new SQLite(path, { fileMustExist: true });
@@ -72,6 +84,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     engine,
     location: describeLocation(url),
     lookup,
+    writeLastUse,
     close: async () => {
       await lookup.close();
       await db.destroy();

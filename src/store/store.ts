@@ -245,16 +245,8 @@ export class Store {
   }
   async recordLastUse(rows: { id: string; at: number; ip: string | null; agent: string | null }[]): Promise<void> {
     if (!rows.length) return;
-    await this.transaction(async (s) => {
-      for (const r of rows) {
-        await s.db
-          .updateTable('tokens')
-          .set({ last_used_at: r.at, last_used_ip: r.ip, last_used_agent: r.agent })
-          .where('id', '=', r.id)
-          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', r.at)]))
-          .execute();
-      }
-    });
+    if (this.db !== this.conn.db) throw new Error('recordLastUse runs outside transactions: it writes through the connection itself');
+    await this.conn.writeLastUse(rows);
   }
 
   // audit

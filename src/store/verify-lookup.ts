@@ -51,6 +51,52 @@ export function effectiveScopes(direct: string | undefined, roles: readonly (str
   return [...all].sort();
 }
 
+/** One token's latest use, as the verifier's LastUseRecorder batches them. */
+export interface LastUse {
+  id: string;
+  at: number;
+  ip: string | null;
+  agent: string | null;
+}
+
+/** Never moves a token's last use backwards (replicas flush out of order). */
+const LAST_USE_SQLITE =
+  'update tokens set last_used_at = ?, last_used_ip = ?, last_used_agent = ? where id = ? and (last_used_at is null or last_used_at < ?)';
+const LAST_USE_POSTGRES =
+  'update tokens t set last_used_at = v.at, last_used_ip = v.ip, last_used_agent = v.agent ' +
+  'from (select unnest($1::text[]) as id, unnest($2::bigint[]) as at, unnest($3::text[]) as ip, unnest($4::text[]) as agent) v ' +
+  'where t.id = v.id and (t.last_used_at is null or t.last_used_at < v.at)';
+
+/**
+ * A batch of last uses in one transaction from one prepared statement. `exclusive` runs the work
+ * while no other operation holds the writing connection (Kysely's own connection lock), so the
+ * synchronous transaction never interleaves with another operation's open one.
+ */
+export function sqliteLastUseWriter(file: SQLite.Database, exclusive: (work: () => void) => Promise<void>): (rows: readonly LastUse[]) => Promise<void> {
+  let write: ((rows: readonly LastUse[]) => void) | undefined;
+  return (rows) =>
+    exclusive(() => {
+      if (!write) {
+        const update = file.prepare<[number, string | null, string | null, string, number]>(LAST_USE_SQLITE);
+        write = file.transaction((batch: readonly LastUse[]) => {
+          for (const r of batch) update.run(r.at, r.ip, r.agent, r.id, r.at);
+        });
+      }
+      write(rows);
+    });
+}
+
+/** A batch of last uses in one named statement: one round trip whatever its size. */
+export function postgresLastUseWriter(pool: pg.Pool): (rows: readonly LastUse[]) => Promise<void> {
+  return async (rows) => {
+    await pool.query({
+      name: 'tokenwarden_last_use',
+      text: LAST_USE_POSTGRES,
+      values: [rows.map((r) => r.id), rows.map((r) => r.at), rows.map((r) => r.ip), rows.map((r) => r.agent)],
+    });
+  };
+}
+
 export function sqliteLookup(open: () => SQLite.Database): VerifyLookup {
   let file: SQLite.Database | undefined;
   let token: SQLite.Statement<[string], unknown[]> | undefined;
