@@ -37,7 +37,7 @@ if [ "${TW_NODE24_ALL:-}" = 1 ]; then
   bash scripts/test-node24.sh
 else
   bash scripts/test-node24.sh \
-    test/api.test.ts test/verify-cache.test.ts test/verify-revocation.test.ts test/auth-listener.test.ts \
+    test/api.test.ts test/verify-cache.test.ts test/verify-cold.test.ts test/verify-revocation.test.ts test/auth-listener.test.ts \
     test/store-engines.test.ts test/pg-store.test.ts test/persistence.test.ts \
     test/cli.test.ts test/cli-start.test.ts test/config.test.ts \
     test/nginx.test.ts test/gate.test.ts
