@@ -29,24 +29,30 @@ VERSION=$("$NODE24" --version)
 case "$VERSION" in v24.*) ;; *) echo "NODE24=$NODE24 is $VERSION, not Node 24" >&2; exit 2 ;; esac
 [ -d "$NODEDIR/include/node" ] || { echo "$NODEDIR has no include/node: the headers to build better-sqlite3 are missing" >&2; exit 2; }
 
-# The copy: sources as they are now, dependencies hard-linked, better-sqlite3 copied and built for Node 24.
+# The copy: sources as they are now, dependencies hard-linked (re-linked whenever the lock file changes),
+# better-sqlite3 copied and compiled for Node 24 once per version pair, kept in $WORK/.better-sqlite3.
 SQLITE_VERSION=$(node -p "require('./node_modules/better-sqlite3/package.json').version")
+BUILT="$WORK/.better-sqlite3/$VERSION-$SQLITE_VERSION"
+mkdir -p "$WORK/.better-sqlite3"
+if [ ! -f "$BUILT/build/Release/better_sqlite3.node" ]; then
+  echo "compiling better-sqlite3 $SQLITE_VERSION for $VERSION (once; a few minutes)"
+  rm -rf "$BUILT"
+  cp -a "$SRC/node_modules/better-sqlite3" "$BUILT" # new files, not links: compiled below
+  rm -rf "$BUILT/build"
+  GYP=$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js
+  (cd "$BUILT" && "$NODE24" "$GYP" rebuild --release --nodedir="$NODEDIR" -j 2 >"$WORK/better-sqlite3-build.log" 2>&1) ||
+    { rm -rf "$BUILT"; echo "building better-sqlite3 for $VERSION failed; see $WORK/better-sqlite3-build.log" >&2; exit 1; }
+fi
 STAMP="$VERSION better-sqlite3@$SQLITE_VERSION $(cksum < package-lock.json)"
-mkdir -p "$WORK"
 if [ "$(cat "$WORK/.node24-stamp" 2>/dev/null)" != "$STAMP" ]; then
-  echo "preparing $WORK for $VERSION (better-sqlite3 $SQLITE_VERSION is compiled once, a few minutes)"
   rm -rf "$WORK/node_modules"
   cp -al "$SRC/node_modules" "$WORK/node_modules"
   rm -rf "$WORK/node_modules/better-sqlite3"
-  cp -a "$SRC/node_modules/better-sqlite3" "$WORK/node_modules/better-sqlite3" # new files, not links: rebuilt below
-  rm -rf "$WORK/node_modules/better-sqlite3/build"
-  GYP=$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js
-  (cd "$WORK/node_modules/better-sqlite3" && "$NODE24" "$GYP" rebuild --release --nodedir="$NODEDIR" -j 2 >"$WORK/better-sqlite3-build.log" 2>&1) ||
-    { echo "building better-sqlite3 for $VERSION failed; see $WORK/better-sqlite3-build.log" >&2; exit 1; }
+  cp -al "$BUILT" "$WORK/node_modules/better-sqlite3" # links to the Node 24 build, not to this checkout's
   echo "$STAMP" >"$WORK/.node24-stamp"
 fi
 # Everything but the dependencies and outputs, fresh on every run (tracked and new files alike).
-find "$WORK" -mindepth 1 -maxdepth 1 ! -name node_modules ! -name .node24-stamp ! -name better-sqlite3-build.log -exec rm -rf {} +
+find "$WORK" -mindepth 1 -maxdepth 1 ! -name node_modules ! -name .node24-stamp ! -name .better-sqlite3 ! -name better-sqlite3-build.log -exec rm -rf {} +
 (git ls-files -z --cached --others --exclude-standard | grep -zv '^node_modules/' | tar --null -T - -cf - 2>/dev/null) | (cd "$WORK" && tar -xf -)
 cp -a "$SRC/dist" "$WORK/" 2>/dev/null || true
 
