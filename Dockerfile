@@ -5,7 +5,7 @@
 # needs is /var/lib/tokenwarden (the SQLite store, the delivery key, the first admin token).
 
 # ---- build: compile better-sqlite3 from source, TypeScript and the web UI ----
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
@@ -20,7 +20,7 @@ RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime: node, the compiled service and its production dependencies only ----
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     TOKENWARDEN_LISTEN_HOST=0.0.0.0 \
     TOKENWARDEN_LISTEN_PORT=8080 \

@@ -64,3 +64,44 @@ export async function seedStore(path: string, total: number, usable: number): Pr
   db.close();
   return plaintexts;
 }
+
+/**
+ * The same on PostgreSQL (`url` names an empty database): the schema through the real migrations,
+ * then `total` tokens of one service identity in multi-row inserts; `usable` of them are real.
+ */
+export async function seedPostgres(url: string, total: number, usable: number): Promise<string[]> {
+  const conn = await connect(url);
+  try {
+    const db = conn.db;
+    const now = Date.now();
+    const actorId = 'bench-actor';
+    await db
+      .insertInto('actors')
+      .values({ id: actorId, name: 'bot-bench', kind: 'service', description: 'benchmark identity', scopes: '["metrics.read"]', disabled: 0, created_at: now, created_by: null })
+      .execute();
+    const plaintexts: string[] = [];
+    const every = Math.max(1, Math.floor(total / Math.max(usable, 1)));
+    const expires = now + 30 * 86_400_000;
+    const fillerHash = randomBytes(32).toString('hex');
+    for (let start = 0; start < total; start += 1000) {
+      const n = Math.min(1000, total - start);
+      const ids = fillerIds(n);
+      const rows = ids.map((filler, k) => {
+        const i = start + k;
+        let id = filler;
+        let hash = fillerHash;
+        if (i % every === 0 && plaintexts.length < usable) {
+          const t = mintToken();
+          plaintexts.push(t.plaintext);
+          id = t.id;
+          hash = t.secretHash;
+        }
+        return { id, actor_id: actorId, name: `bench-${i}`, scopes: '["metrics.read"]', secret_hash: hash, created_at: now, created_by: null, expires_at: expires, revoked_at: null, revoked_by: null, revoke_reason: null, replaces: null, binding_id: null, last_used_at: null, last_used_ip: null, last_used_agent: null };
+      });
+      await db.insertInto('tokens').values(rows).execute();
+    }
+    return plaintexts;
+  } finally {
+    await conn.close();
+  }
+}

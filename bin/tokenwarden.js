@@ -1,2 +1,4 @@
 #!/usr/bin/env node
-import '../dist/cli/index.js';
+import { answeredAtOnce } from '../dist/cli/fast.js';
+
+if (!answeredAtOnce(process.argv)) await import('../dist/cli/index.js');

@@ -47,9 +47,9 @@ const deployment = parseAllDocuments(readFileSync('deploy/kubernetes/deployment.
 const dockerignore = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
 
 describe('Dockerfile', () => {
-  it('is multi-stage on node:20-bookworm-slim, compiling better-sqlite3 and the build in the first stage', () => {
+  it('is multi-stage on node:24-bookworm-slim (Node 24 LTS), compiling better-sqlite3 and the build in the first stage', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    for (const s of stages) expect(s.from).toBe('node:20-bookworm-slim');
+    for (const s of stages) expect(s.from).toBe('node:24-bookworm-slim');
     const buildRuns = steps(build, 'RUN').map((s) => s.args).join('\n');
     expect(buildRuns).toMatch(/apt-get install .*python3.*make.*g\+\+/);
     expect(buildRuns).toContain('npm ci');

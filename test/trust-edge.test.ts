@@ -121,7 +121,7 @@ describe('a real server behind a trusted, appending proxy', () => {
 
   it('refuses bad tokens from a limited address without reading the store, Retry-After counting down the window', async () => {
     const attacker = '203.0.113.77';
-    const reads = vi.spyOn(s.tw.ctx.store, 'findTokenForVerify');
+    const reads = vi.spyOn(s.tw.ctx.store.lookup, 'token');
     try {
       clock.advance(30_000);
       for (let i = 0; i < 40; i++) {

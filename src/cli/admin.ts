@@ -1,6 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { stringify } from 'yaml';
 import type { Command } from 'commander';
 import { ApiClient, type ApiClient as Client, CliError, EXIT, cliConfigPath } from './client.js';
 import { type OutputFormat, print } from './output.js';
@@ -42,6 +41,7 @@ export function registerAdminCommands(program: Command, ctx: Ctx): void {
       if (!token) throw new CliError('give the token with --token, TOKENWARDEN_TOKEN or --token-stdin', EXIT.usage);
       const who = await new ApiClient({ ...client.settings, token }).request('GET', '/api/v1/whoami');
       const path = cliConfigPath();
+      const { stringify } = await import('yaml');
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, stringify({ server: client.settings.server, token }), { mode: 0o600 });
       process.stdout.write(`signed in as ${who.actor}; saved to ${path}\n`);

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { ConfigError } from '../config/config.js';
 import { CliError, EXIT } from './client.js';
 
 /**
@@ -16,7 +15,7 @@ export function registerAgent(program: Command): void {
     .action(async (opts: { config?: string; once?: boolean; status?: boolean }) => {
       const file = opts.config ?? process.env.TOKENWARDEN_AGENT_CONFIG;
       if (!file) throw new CliError('give the agent configuration with --config agent.yaml (or TOKENWARDEN_AGENT_CONFIG)', EXIT.usage);
-      const { loadAgentConfig } = await import('../agent/config.js');
+      const [{ loadAgentConfig }, { ConfigError }] = await Promise.all([import('../agent/config.js'), import('../config/config.js')]);
       let config;
       try {
         config = loadAgentConfig(file);

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { type ApiClient, CliError, EXIT } from './client.js';
 import { type OutputFormat, print, relative } from './output.js';
 
@@ -56,7 +55,8 @@ const HISTORY_COLUMNS: [string, (r: any) => unknown][] = [
 ];
 
 /** Reads one binding, a list, or a `bindings:` list (the config file's shape) from YAML or JSON. */
-export function readBindingFile(path: string): Record<string, unknown>[] {
+export async function readBindingFile(path: string): Promise<Record<string, unknown>[]> {
+  const { parse: parseYaml } = await import('yaml');
   let text: string;
   try {
     text = path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8');
@@ -104,7 +104,7 @@ export function registerBindingCommands(program: Command, ctx: Ctx): void {
     .action(async (o: { file: string }) => {
       const { client, output } = ctx();
       const results = [];
-      for (const spec of readBindingFile(o.file)) results.push(await client.request('PUT', path(spec.name as string), spec));
+      for (const spec of await readBindingFile(o.file)) results.push(await client.request('PUT', path(spec.name as string), spec));
       print(output, results, BINDING_COLUMNS);
     });
 

@@ -1,7 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+
+// The YAML parser is loaded only when there is a CLI config file to read (it is a CommonJS package, so this is the same module an import would give).
+const require = createRequire(import.meta.url);
 
 /** Exit codes: one meaning each, so scripts can tell what went wrong. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, auth: 3, server: 4, unreachable: 5 } as const;
@@ -25,7 +28,7 @@ export function cliConfigPath(): string {
 export function resolveClientSettings(flags: { server?: string; token?: string; tokenFile?: string }): ClientSettings {
   let file: Partial<ClientSettings> = {};
   const path = cliConfigPath();
-  if (existsSync(path)) file = (parseYaml(readFileSync(path, 'utf8')) as Partial<ClientSettings>) ?? {};
+  if (existsSync(path)) file = ((require('yaml') as typeof import('yaml')).parse(readFileSync(path, 'utf8')) as Partial<ClientSettings>) ?? {};
   let token = flags.token ?? process.env.TOKENWARDEN_TOKEN ?? file.token;
   const tokenFile = flags.tokenFile ?? process.env.TOKENWARDEN_TOKEN_FILE;
   if (!flags.token && tokenFile) token = readFileSync(tokenFile, 'utf8').trim();
@@ -39,22 +42,18 @@ export class ApiClient {
     if (!this.settings.token) {
       throw new CliError('no token: pass --token, set TOKENWARDEN_TOKEN, or run "tokenwarden login"', EXIT.auth);
     }
-    let res: Response;
+    let res: { status: number; statusText: string; text: string };
     try {
-      res = await fetch(`${this.settings.server}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.settings.token}`,
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          'user-agent': 'tokenwarden-cli/0.1',
-        },
-        body: body !== undefined ? JSON.stringify(body) : undefined,
-      });
+      res = await send(`${this.settings.server}${path}`, method, {
+        authorization: `Bearer ${this.settings.token}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        'user-agent': 'tokenwarden-cli/0.1',
+      }, body !== undefined ? JSON.stringify(body) : undefined);
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      const cause = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
       throw new CliError(`cannot reach tokenwarden at ${this.settings.server} (${cause}); is it running? Set --server or TOKENWARDEN_SERVER`, EXIT.unreachable);
     }
-    const text = await res.text();
+    const text = res.text;
     let data: any = undefined;
     if (text) {
       try {
@@ -63,11 +62,30 @@ export class ApiClient {
         data = text;
       }
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const detail = typeof data === 'object' && data?.detail ? data.detail : `${res.status} ${res.statusText}`;
       const code = res.status === 401 || res.status === 403 ? EXIT.auth : res.status >= 500 ? EXIT.server : EXIT.usage;
       throw new CliError(`error ${res.status}: ${detail}`, code);
     }
     return data as T;
   }
+}
+
+/**
+ * One request with node:http(s) rather than fetch: the CLI starts in a fraction of the time
+ * (fetch loads its whole HTTP stack on first use), and a command makes one or a few requests.
+ */
+async function send(url: string, method: string, headers: Record<string, string>, body: string | undefined): Promise<{ status: number; statusText: string; text: string }> {
+  const target = new URL(url);
+  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = request(target, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, statusText: res.statusMessage ?? '', text: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -1,11 +1,7 @@
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { ConfigError, type ResolvedConfig, ServerConfigSchema, loadConfig, takeoverWarnings } from '../config/config.js';
-import { unknownTopLevelKeys } from '../config/problems.js';
-import { loadCertificatePair } from '../http/tls.js';
-import { redactTokens } from '../token/format.js';
+import type { ResolvedConfig } from '../config/config.js';
 import { CliError, EXIT } from './client.js';
 import type { OutputFormat } from './output.js';
 
@@ -15,11 +11,26 @@ import type { OutputFormat } from './output.js';
  */
 const SECRET_FIELD = /(password|passphrase|secret|token|credentials?|apikey|api_key|privatekey|webhookurl)$/i;
 
+/** What `config check` uses, loaded by its action so that other commands do not pay for the schema, YAML and database libraries. */
+const loadDeps = async () => {
+  const [config, problems, tls, format, yaml, connect] = await Promise.all([
+    import('../config/config.js'),
+    import('../config/problems.js'),
+    import('../http/tls.js'),
+    import('../token/format.js'),
+    import('yaml'),
+    import('../store/connect.js'),
+  ]);
+  return { ...config, ...problems, ...tls, ...format, parseYaml: yaml.parse, toYaml: yaml.stringify, describeLocation: connect.describeLocation };
+};
+type Deps = Awaited<ReturnType<typeof loadDeps>>;
+
 /** The configuration as it will be used, with every credential replaced. */
-export function redactConfig(value: unknown, describeLocation: (url: string) => string, key = ''): unknown {
-  if (Array.isArray(value)) return value.map((v) => redactConfig(v, describeLocation));
+export function redactConfig(value: unknown, deps: Pick<Deps, 'describeLocation' | 'redactTokens'>, key = ''): unknown {
+  const { describeLocation, redactTokens } = deps;
+  if (Array.isArray(value)) return value.map((v) => redactConfig(v, deps));
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactConfig(v, describeLocation, k)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactConfig(v, deps, k)]));
   }
   if (typeof value !== 'string') return value;
   if (SECRET_FIELD.test(key)) return '[REDACTED]';
@@ -29,7 +40,7 @@ export function redactConfig(value: unknown, describeLocation: (url: string) => 
 }
 
 /** Checks that need the machine, not just the schema: files that must be readable, directories that must be writable. */
-function environmentProblems(config: ResolvedConfig, describeLocation: (url: string) => string): string[] {
+function environmentProblems(config: ResolvedConfig, { describeLocation, loadCertificatePair }: Pick<Deps, 'describeLocation' | 'loadCertificatePair'>): string[] {
   const problems: string[] = [];
   if (config.tls) {
     try {
@@ -94,8 +105,8 @@ export function registerConfigCommands(program: Command): void {
     .option('-c, --config <file>', 'YAML configuration file (env TOKENWARDEN_CONFIG)')
     .option('--online', 'also contact what the configuration names: the Kubernetes API and its RBAC for each Secret sink')
     .action(async (opts: { config?: string; online?: boolean }) => {
-      // Loaded here so that other commands do not pay for the database drivers.
-      const { describeLocation } = await import('../store/connect.js');
+      const deps = await loadDeps();
+      const { ConfigError, loadConfig, ServerConfigSchema, unknownTopLevelKeys, parseYaml, toYaml, takeoverWarnings } = deps;
       const file = opts.config ?? process.env.TOKENWARDEN_CONFIG;
       let resolved: ResolvedConfig;
       try {
@@ -104,7 +115,7 @@ export function registerConfigCommands(program: Command): void {
         if (err instanceof ConfigError) throw new CliError(`${file ?? 'the environment'}: ${err.message}\nfix the settings above and run "tokenwarden config check" again`, EXIT.usage);
         throw err;
       }
-      const problems = [...environmentProblems(resolved, describeLocation), ...(await kubernetesProblems(resolved, opts.online === true))];
+      const problems = [...environmentProblems(resolved, deps), ...(await kubernetesProblems(resolved, opts.online === true))];
       if (problems.length) {
         throw new CliError(`${new ConfigError(problems).message}\nfix the settings above and run "tokenwarden config check" again`, EXIT.usage);
       }
@@ -112,7 +123,7 @@ export function registerConfigCommands(program: Command): void {
       for (const key of warnings) process.stderr.write(`warning: ${file}: "${key}" is not a known setting and is ignored; check its spelling\n`);
       for (const w of takeoverWarnings(resolved)) process.stderr.write(`warning: ${w}\n`);
       const { durations: _internal, ...effective } = resolved;
-      const shown = redactConfig(effective, describeLocation);
+      const shown = redactConfig(effective, deps);
       const format = program.opts<{ output?: OutputFormat }>().output;
       process.stdout.write(format === 'json' ? `${JSON.stringify(shown, null, 2)}\n` : toYaml(shown));
       process.stderr.write(`configuration is valid${file ? ` (${resolve(file)} and environment)` : ' (defaults and environment)'}\n`);

@@ -1,10 +1,10 @@
 import { resolve } from 'node:path';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { type Diagnosis, publicForm, unwrap } from '../observe/doctor/diagnose.js';
-import { type HttpFinding, type TlsFinding, probeHttp, probeTls } from '../observe/doctor/probe.js';
-import { type TokenSource, readToken } from '../observe/doctor/token-source.js';
-import { type ParseFailure, describeParseFailure, parseToken } from '../token/format.js';
+import type { Diagnosis } from '../observe/doctor/diagnose.js';
+import type { HttpFinding, TlsFinding } from '../observe/doctor/probe.js';
+import type { TokenSource } from '../observe/doctor/token-source.js';
+import type { ParseFailure } from '../token/format.js';
 import { type ApiClient, CliError, EXIT } from './client.js';
 import type { OutputFormat } from './output.js';
 import { readStdin } from './stdin.js';
@@ -78,14 +78,28 @@ export function registerDoctorCommand(program: Command, ctx: Ctx): void {
             ? { kind: 'k8s-secret', ref: o.k8sSecret, kubeconfig: o.kubeconfig, context: o.context }
             : { kind: 'stdin', read: readStdin };
       const { client, output } = ctx();
-      const report = await runDoctor(client, source, o, url);
+      const deps = await loadDeps();
+      const report = await runDoctor(deps, client, source, o, url);
       if (output === 'json') process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      else process.stdout.write(render(report));
+      else process.stdout.write(render(report, deps));
       if (!report.works) throw new CliError(report.problem ? 'the token could not be read' : 'the token does not work (see above)', EXIT.auth);
     });
 }
 
-async function runDoctor(client: ApiClient, source: TokenSource, o: DoctorOptions, url: URL | undefined): Promise<DoctorReport> {
+/** What the doctor uses, loaded by its action so that other commands do not pay for it. */
+const loadDeps = async () => {
+  const [diagnose, probe, tokenSource, format] = await Promise.all([
+    import('../observe/doctor/diagnose.js'),
+    import('../observe/doctor/probe.js'),
+    import('../observe/doctor/token-source.js'),
+    import('../token/format.js'),
+  ]);
+  return { ...diagnose, ...probe, ...tokenSource, ...format };
+};
+type Deps = Awaited<ReturnType<typeof loadDeps>>;
+
+async function runDoctor(deps: Deps, client: ApiClient, source: TokenSource, o: DoctorOptions, url: URL | undefined): Promise<DoctorReport> {
+  const { readToken, unwrap, parseToken, publicForm, probeTls, probeHttp } = deps;
   const read = await readToken(source);
   if (!read.ok) return { token: null, from: read.from, works: false, problem: read.problem, notes: [] };
   const { token, notes, scheme } = unwrap(read.value);
@@ -126,7 +140,7 @@ async function runDoctor(client: ApiClient, source: TokenSource, o: DoctorOption
 }
 
 /** Plain words, one finding per paragraph. */
-export function render(r: DoctorReport): string {
+export function render(r: DoctorReport, { describeParseFailure }: Pick<Deps, 'describeParseFailure'>): string {
   const out: string[] = [];
   if (r.problem) {
     out.push(`Could not read the token from ${r.from}:`, `  ${r.problem}`);

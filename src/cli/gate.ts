@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { parseDuration, systemClock } from '../clock.js';
-import { ConfigError, loadConfig } from '../config/config.js';
 import { CliError, EXIT } from './client.js';
 
 interface GateFlags {
@@ -31,6 +29,7 @@ export function registerGate(program: Command): void {
     .addHelpText('after', '\nWithout --store the gate asks the tokenwarden server given by --server (or TOKENWARDEN_SERVER) at its /auth endpoint.')
     .action(async (flags: GateFlags, cmd: Command) => {
       const { server } = cmd.optsWithGlobals<{ server?: string }>();
+      const { parseDuration, systemClock } = await import('../clock.js');
       const listen = parseListen(flags.listen);
       const upstream = parseUrl('--upstream', flags.upstream);
       if (flags.satisfy !== 'all' && flags.satisfy !== 'any') throw new CliError(`--satisfy must be "all" or "any", got "${flags.satisfy}"`, EXIT.usage);
@@ -39,7 +38,7 @@ export function registerGate(program: Command): void {
       if (cacheTtlMs === undefined) throw new CliError(`--cache-ttl must be a duration such as "5s", got "${flags.cacheTtl}"`, EXIT.usage);
       const requirement = { scopes: flags.scope.flatMap((s) => s.split(/[ ,]+/)).filter(Boolean), satisfy: flags.satisfy as 'all' | 'any' };
 
-      const config = loadGateConfig(flags);
+      const config = await loadGateConfig(flags);
       const [{ createGate, listenGate }, { createLogger }] = await Promise.all([import('../gate/proxy.js'), import('../observe/log.js')]);
       const logger = createLogger({ level: config.log.level, name: 'tokenwarden-gate' });
       const check = flags.store
@@ -90,7 +89,8 @@ function parseUrl(flag: string, text: string): URL {
   return url;
 }
 
-function loadGateConfig(flags: GateFlags) {
+async function loadGateConfig(flags: GateFlags) {
+  const { ConfigError, loadConfig } = await import('../config/config.js');
   try {
     return loadConfig({ file: flags.config ?? (flags.store ? process.env.TOKENWARDEN_CONFIG : undefined), overrides: { store: { url: flags.store } } });
   } catch (err) {

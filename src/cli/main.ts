@@ -1,21 +1,45 @@
 import { Command, CommanderError, Option } from 'commander';
 import { ApiClient, CliError, EXIT, resolveClientSettings } from './client.js';
 import type { OutputFormat } from './output.js';
-import { registerAdminCommands } from './admin.js';
-import { registerBindingCommands } from './bindings.js';
-import { registerAgent } from './agent.js';
-import { registerConfigCommands } from './config.js';
-import { registerGate } from './gate.js';
-import { registerServe } from './serve.js';
-import { registerAdminRecover } from './recover.js';
-import { registerDoctorCommand } from './doctor.js';
-import { registerNotifyCommands } from './notify.js';
-import { registerTokenCommands } from './tokens.js';
+import { VERSION } from './version.js';
 
-export function buildProgram(): Command {
+type Ctx = () => { client: ApiClient; output: OutputFormat };
+type Register = (program: Command, ctx: Ctx) => void;
+
+/**
+ * The command modules, in the order the help lists them. Each is loaded only when one of its
+ * top-level commands runs (or for the full help), and each command's action loads what it uses.
+ */
+const MODULES: { commands: string[]; load: () => Promise<Register> }[] = [
+  { commands: ['serve'], load: async () => (await import('./serve.js')).registerServe },
+  { commands: ['admin'], load: async () => (await import('./recover.js')).registerAdminRecover },
+  { commands: ['config'], load: async () => (await import('./config.js')).registerConfigCommands },
+  { commands: ['gate'], load: async () => (await import('./gate.js')).registerGate },
+  { commands: ['agent'], load: async () => (await import('./agent.js')).registerAgent },
+  { commands: ['token'], load: async () => (await import('./tokens.js')).registerTokenCommands },
+  { commands: ['whoami', 'login', 'actor', 'role', 'scope', 'audit'], load: async () => (await import('./admin.js')).registerAdminCommands },
+  { commands: ['doctor'], load: async () => (await import('./doctor.js')).registerDoctorCommand },
+  { commands: ['notify'], load: async () => (await import('./notify.js')).registerNotifyCommands },
+  { commands: ['binding'], load: async () => (await import('./bindings.js')).registerBindingCommands },
+];
+
+/** Global options that take a value, to find the command name in argv. */
+const VALUE_OPTIONS = new Set(['--server', '--token', '--token-file', '-o', '--output']);
+
+function commandName(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (VALUE_OPTIONS.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** The program; with `argv`, only the module of the command it names (all of them when it names none that is known). */
+export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command('tokenwarden')
     .description('mint, verify, deliver and rotate machine bearer tokens')
-    .version('0.1.0')
+    .version(VERSION)
     .option('--server <url>', 'tokenwarden server (env TOKENWARDEN_SERVER, default http://127.0.0.1:8080)')
     .option('--token <token>', 'your tokenwarden token (prefer env TOKENWARDEN_TOKEN: flags show in ps)')
     .option('--token-file <file>', 'read your token from a file (env TOKENWARDEN_TOKEN_FILE)')
@@ -27,22 +51,15 @@ export function buildProgram(): Command {
     const opts = program.opts<{ server?: string; token?: string; tokenFile?: string; output: OutputFormat }>();
     return { client: new ApiClient(resolveClientSettings(opts)), output: opts.output };
   };
-  registerServe(program);
-  registerAdminRecover(program);
-  registerConfigCommands(program);
-  registerGate(program);
-  registerAgent(program);
-  registerTokenCommands(program, ctx);
-  registerAdminCommands(program, ctx);
-  registerDoctorCommand(program, ctx);
-  registerNotifyCommands(program, ctx);
-  registerBindingCommands(program, ctx);
+  const name = argv && commandName(argv.slice(2));
+  const named = MODULES.filter((m) => name !== undefined && m.commands.includes(name));
+  for (const register of await Promise.all((named.length ? named : MODULES).map((m) => m.load()))) register(program, ctx);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
   try {
+    const program = await buildProgram(argv);
     await program.parseAsync(argv);
     return EXIT.ok;
   } catch (err) {

@@ -25,7 +25,7 @@ export function registerAdminRecover(program: Command): void {
       const lifetimeMs = parseDuration(o.expiresIn);
       if (lifetimeMs === undefined || lifetimeMs <= 0) throw new CliError(`--expires-in must be a positive duration such as "1h" or "15m", got "${o.expiresIn}"`, EXIT.usage);
       const storeUrl = o.dataDir ? join(o.dataDir, 'tokenwarden.db') : o.store;
-      const config = loadServeConfig({ config: o.config, store: storeUrl });
+      const config = await loadServeConfig({ config: o.config, store: storeUrl });
       const url = config.store.url;
       // Never create an empty store by a typo: the point is to get back into an existing one.
       if (!/^postgres(ql)?:/.test(url) && !existsSync(url.replace(/^sqlite:(\/\/)?/, ''))) {

@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { ConfigError, loadConfig } from '../config/config.js';
 import { CliError, EXIT } from './client.js';
 
 export function registerServe(program: Command): void {
@@ -14,7 +13,7 @@ export function registerServe(program: Command): void {
     .option('--store <url>', 'SQLite file path or postgres:// URL (default .data/tokenwarden.db)')
     .option('--bootstrap-token-file <file>', 'write the first admin token to this file (mode 0600) instead of printing it')
     .action(async (opts: { config?: string; host?: string; port?: string; store?: string; bootstrapTokenFile?: string }) => {
-      const config = loadServeConfig(opts);
+      const config = await loadServeConfig(opts);
       // Loaded here so that short CLI commands do not pay for the server's imports.
       const { startTokenwarden } = await import('../server.js');
       const tw = await startTokenwarden(config);
@@ -57,8 +56,9 @@ export function registerServe(program: Command): void {
     });
 }
 
-export function loadServeConfig(opts: { config?: string; host?: string; port?: string; store?: string }) {
+export async function loadServeConfig(opts: { config?: string; host?: string; port?: string; store?: string }) {
   if (opts.port !== undefined && !/^\d+$/.test(opts.port)) throw new CliError(`--port must be a number, got "${opts.port}"`, EXIT.usage);
+  const { ConfigError, loadConfig } = await import('../config/config.js');
   try {
     return loadConfig({
       file: opts.config ?? process.env.TOKENWARDEN_CONFIG,

@@ -5,12 +5,24 @@ import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 import { createPrivateFile, makePrivateDir, narrowToPrivate } from './private-files.js';
+import {
+  type LastUse,
+  type VerifyLookup,
+  postgresLastUseWriter,
+  postgresLookup,
+  sqliteLastUseWriter,
+  sqliteLookup,
+} from './verify-lookup.js';
 
 export interface Connection {
   db: Kysely<Database>;
   engine: Engine;
   /** Where the data lives, for the operator (a file path, or the URL without its password). */
   location: string;
+  /** The verifier's prepared point reads (verify-lookup.ts). */
+  lookup: VerifyLookup;
+  /** A batch of last uses, written in one statement (PostgreSQL) or one transaction of one prepared statement (SQLite). */
+  writeLastUse(rows: readonly LastUse[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,6 +40,8 @@ export function describeLocation(url: string): string {
 export async function connect(url: string, options: { poolSize?: number } = {}): Promise<Connection> {
   let db: Kysely<Database>;
   let engine: Engine;
+  let lookup: VerifyLookup;
+  let writeLastUse: Connection['writeLastUse'];
   if (/^postgres(ql)?:/.test(url)) {
     engine = 'postgres';
     const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
@@ -38,6 +52,8 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     pool.on('error', () => undefined);
     pool.on('connect', (client) => client.on('error', () => undefined));
     db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    lookup = postgresLookup(pool);
+    writeLastUse = postgresLastUseWriter(pool);
   } else {
     engine = 'sqlite';
     const path = describeLocation(url);
@@ -52,6 +68,16 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');
     db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
+    writeLastUse = sqliteLastUseWriter(file, (work) => db.connection().execute(async () => work()));
+    // A reading connection of its own, opened on the first cold check: it sees committed rows only.
+    lookup = sqliteLookup(() => {
+      const reader = new SQLite(path, { fileMustExist: true });
+      reader.pragma('busy_timeout = 5000');
+      reader.pragma('query_only = ON');
+      // Point reads spread over a large table: pages mapped from the OS cache, not copied into a small private cache.
+      reader.pragma('mmap_size = 268435456');
+      return reader;
+    });
   }
   const migrator = new Migrator({ db, provider: new InCodeMigrations({ engine }) });
   const { error } = await migrator.migrateToLatest();
@@ -59,5 +85,15 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     await db.destroy();
     throw new Error(`database migration failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return { db, engine, location: describeLocation(url), close: () => db.destroy() };
+  return {
+    db,
+    engine,
+    location: describeLocation(url),
+    lookup,
+    writeLastUse,
+    close: async () => {
+      await lookup.close();
+      await db.destroy();
+    },
+  };
 }

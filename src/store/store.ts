@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Connection } from './connect.js';
 import { notifyGrantsChanged, notifyRevoked } from './pg-notify.js';
 import type { ActorTable, AuditTable, Database, RoleTable, ScopeTable, TokenTable } from './schema.js';
+import { type VerifyLookup, effectiveScopes } from './verify-lookup.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 export type AuditRow = Omit<AuditTable, 'seq'> & { seq: number };
@@ -38,6 +39,10 @@ export class Store {
   }
   get kysely(): Db {
     return this.db;
+  }
+  /** The verifier's prepared cold-check reads (committed rows only, outside any transaction). */
+  get lookup(): VerifyLookup {
+    return this.conn.lookup;
   }
 
   /** Runs `work` in one transaction, so a change is applied whole or not at all. */
@@ -117,19 +122,16 @@ export class Store {
     for (const r of rows) out.set(r.actor_id, [...(out.get(r.actor_id) ?? []), r.role_name].sort());
     return out;
   }
-  /** Union of the actor's direct scopes and those of its roles. */
+  /** Union of the actor's direct scopes and those of its roles (as seen by this store, or its transaction). */
   async scopesOfActor(actorId: string): Promise<string[]> {
-    const actor = await this.db.selectFrom('actors').select('scopes').where('id', '=', actorId).executeTakeFirst();
-    if (!actor) return [];
-    const roles = await this.db
-      .selectFrom('actor_roles')
-      .innerJoin('roles', 'roles.name', 'actor_roles.role_name')
-      .select('roles.scopes')
-      .where('actor_roles.actor_id', '=', actorId)
+    const rows = await this.db
+      .selectFrom('actors')
+      .leftJoin('actor_roles', 'actor_roles.actor_id', 'actors.id')
+      .leftJoin('roles', 'roles.name', 'actor_roles.role_name')
+      .select(['actors.scopes as direct', 'roles.scopes as role'])
+      .where('actors.id', '=', actorId)
       .execute();
-    const all = new Set<string>(JSON.parse(actor.scopes) as string[]);
-    for (const r of roles) for (const s of JSON.parse(r.scopes) as string[]) all.add(s);
-    return [...all].sort();
+    return effectiveScopes(rows[0]?.direct, rows.map((r) => r.role));
   }
   async setActorRoles(actorId: string, roles: string[]): Promise<void> {
     await this.db.deleteFrom('actor_roles').where('actor_id', '=', actorId).execute();
@@ -186,27 +188,6 @@ export class Store {
   }
   findToken(id: string): Promise<TokenTable | undefined> {
     return this.db.selectFrom('tokens').selectAll().where('id', '=', id).executeTakeFirst();
-  }
-  /** The verifier's store hit: only what a decision needs. */
-  findTokenForVerify(id: string) {
-    return this.db
-      .selectFrom('tokens')
-      .innerJoin('actors', 'actors.id', 'tokens.actor_id')
-      .select([
-        'tokens.id',
-        'tokens.secret_hash',
-        'tokens.scopes',
-        'tokens.created_at',
-        'tokens.expires_at',
-        'tokens.revoked_at',
-        'tokens.actor_id',
-        'tokens.name',
-        'actors.name as actor_name',
-        'actors.kind as actor_kind',
-        'actors.disabled as actor_disabled',
-      ])
-      .where('tokens.id', '=', id)
-      .executeTakeFirst();
   }
   listTokens(filter: TokenFilter = {}): Promise<TokenTable[]> {
     let q = this.db.selectFrom('tokens').selectAll();
@@ -289,16 +270,8 @@ export class Store {
   }
   async recordLastUse(rows: { id: string; at: number; ip: string | null; agent: string | null }[]): Promise<void> {
     if (!rows.length) return;
-    await this.transaction(async (s) => {
-      for (const r of rows) {
-        await s.db
-          .updateTable('tokens')
-          .set({ last_used_at: r.at, last_used_ip: r.ip, last_used_agent: r.agent })
-          .where('id', '=', r.id)
-          .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', r.at)]))
-          .execute();
-      }
-    });
+    if (this.db !== this.conn.db) throw new Error('recordLastUse runs outside transactions: it writes through the connection itself');
+    await this.conn.writeLastUse(rows);
   }
 
   // audit

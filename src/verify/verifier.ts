@@ -82,6 +82,14 @@ export class Verifier {
    * good client is not locked out when its cache entry lapses. A bad token never matches one.
    */
   private readonly vouched = new Map<string, { checksum: string; hash: string }>();
+  /**
+   * Each identity's effective scopes, read once on first need and kept until the grant-change
+   * fan-out (authority events, the ChangeWatch poll, PostgreSQL NOTIFY, the auth thread's messages)
+   * calls `invalidateActor`. Whether an identity is disabled is read with its token on every cold check.
+   */
+  private readonly held = new Map<string, ReadonlySet<string>>();
+  /** Bumped by every invalidation, so that scopes read before one are not kept after it. */
+  private heldEpoch = 0;
   readonly limiter: FailureLimiter;
   readonly lastUse: LastUseRecorder;
   /** Called on every decision, for metrics; kept synchronous and cheap. */
@@ -185,13 +193,13 @@ export class Verifier {
     parsed: ParsedOk,
     now: number,
   ): Promise<{ identity: Identity; hash: string } | { reason: 'unknown' | 'revoked' | 'expired' | 'disabled'; wrongSecret?: boolean }> {
-    const row = await this.store.findTokenForVerify(parsed.id);
+    const row = await this.store.lookup.token(parsed.id);
     if (!row) return { reason: 'unknown' };
     if (!secretMatches(parsed.secret, row.secret_hash)) return { reason: 'unknown', wrongSecret: true };
     if (row.revoked_at !== null) return { reason: 'revoked' };
     if (row.expires_at <= now) return { reason: 'expired' };
     if (row.actor_disabled) return { reason: 'disabled' };
-    const held = new Set(await this.store.scopesOfActor(row.actor_id));
+    const held = this.held.get(row.actor_id) ?? (await this.loadHeld(row.actor_id));
     const identity: Identity = Object.freeze({
       tokenId: row.id,
       tokenName: row.name,
@@ -217,7 +225,20 @@ export class Verifier {
   }
 
   invalidateActor(actorId: string): void {
+    this.heldEpoch++;
+    if (actorId === '*') this.held.clear();
+    else this.held.delete(actorId);
     for (const [id, entry] of this.positive) if (actorId === '*' || entry.identity.actorId === actorId) this.positive.delete(id);
+  }
+
+  private async loadHeld(actorId: string): Promise<ReadonlySet<string>> {
+    const epoch = this.heldEpoch;
+    const held: ReadonlySet<string> = new Set(await this.store.lookup.scopesOfActor(actorId));
+    if (epoch === this.heldEpoch) {
+      if (this.held.size >= HELD_ENTRIES) this.held.delete(this.held.keys().next().value!);
+      this.held.set(actorId, held);
+    }
+    return held;
   }
 
   /** A revocation learnt from another replica: drop the entry and refuse at once. */
@@ -295,6 +316,9 @@ const MALFORMED = Object.fromEntries(
 ) as Record<Exclude<ParseFailure, 'empty'>, Verification>;
 
 const NONE: readonly string[] = Object.freeze([]);
+
+/** Identities whose scopes are kept in memory; the oldest is dropped beyond this. */
+const HELD_ENTRIES = 100_000;
 
 /** Scope check shared by forward-auth, the gate and the API: the required scopes the identity lacks. */
 export function hasScopes(identity: Identity, required: readonly string[], satisfy: 'all' | 'any'): readonly string[] {

@@ -1,0 +1,156 @@
+import type SQLite from 'better-sqlite3';
+import type pg from 'pg';
+
+/** What a cold check needs of a token and its identity, in one row. */
+export interface TokenForVerify {
+  id: string;
+  name: string;
+  secret_hash: string;
+  /** JSON array of scope names. */
+  scopes: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  actor_id: string;
+  actor_name: string;
+  actor_kind: 'user' | 'service';
+  actor_disabled: number;
+}
+
+/**
+ * The verifier's narrow port into the store: one prepared point read per cold check, and the
+ * identity's effective scopes (read once per identity; the verifier keeps them until the grant-change
+ * fan-out says otherwise). SQLite answers synchronously, from statements prepared once on a
+ * connection of its own (so it reads committed rows only, never another operation's open
+ * transaction, and never waits for one); PostgreSQL with named statements, one round trip each.
+ */
+export interface VerifyLookup {
+  token(id: string): TokenForVerify | undefined | Promise<TokenForVerify | undefined>;
+  /** The sorted union of the identity's direct scopes and its roles' scopes; empty for an unknown identity. */
+  scopesOfActor(actorId: string): string[] | Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** The columns in TokenForVerify's order; SQLite hands them back as an array (cheaper than an object per row). */
+const TOKEN_SQL = (p: (n: number) => string) =>
+  'select t.id, t.name, t.secret_hash, t.scopes, t.created_at, t.expires_at, t.revoked_at, t.actor_id, ' +
+  'a.name as actor_name, a.kind as actor_kind, a.disabled as actor_disabled ' +
+  `from tokens t inner join actors a on a.id = t.actor_id where t.id = ${p(1)}`;
+
+/** One row per role of the identity (one row with a null role when it holds none). */
+const SCOPES_SQL = (p: (n: number) => string) =>
+  'select a.scopes as direct, r.scopes as role from actors a ' +
+  'left join actor_roles ar on ar.actor_id = a.id left join roles r on r.name = ar.role_name ' +
+  `where a.id = ${p(1)}`;
+
+/** Direct scopes ∪ role scopes, sorted: the one place the rule lives (Store.scopesOfActor uses it too). */
+export function effectiveScopes(direct: string | undefined, roles: readonly (string | null)[]): string[] {
+  if (direct === undefined) return [];
+  const all = new Set<string>(JSON.parse(direct) as string[]);
+  for (const r of roles) if (r !== null) for (const s of JSON.parse(r) as string[]) all.add(s);
+  return [...all].sort();
+}
+
+/** One token's latest use, as the verifier's LastUseRecorder batches them. */
+export interface LastUse {
+  id: string;
+  at: number;
+  ip: string | null;
+  agent: string | null;
+}
+
+/** Never moves a token's last use backwards (replicas flush out of order). */
+const LAST_USE_SQLITE =
+  'update tokens set last_used_at = ?, last_used_ip = ?, last_used_agent = ? where id = ? and (last_used_at is null or last_used_at < ?)';
+const LAST_USE_POSTGRES =
+  'update tokens t set last_used_at = v.at, last_used_ip = v.ip, last_used_agent = v.agent ' +
+  'from (select unnest($1::text[]) as id, unnest($2::bigint[]) as at, unnest($3::text[]) as ip, unnest($4::text[]) as agent) v ' +
+  'where t.id = v.id and (t.last_used_at is null or t.last_used_at < v.at)';
+
+/**
+ * A batch of last uses in one transaction from one prepared statement. `exclusive` runs the work
+ * while no other operation holds the writing connection (Kysely's own connection lock), so the
+ * synchronous transaction never interleaves with another operation's open one.
+ */
+export function sqliteLastUseWriter(file: SQLite.Database, exclusive: (work: () => void) => Promise<void>): (rows: readonly LastUse[]) => Promise<void> {
+  let write: ((rows: readonly LastUse[]) => void) | undefined;
+  return (rows) =>
+    exclusive(() => {
+      if (!write) {
+        const update = file.prepare<[number, string | null, string | null, string, number]>(LAST_USE_SQLITE);
+        write = file.transaction((batch: readonly LastUse[]) => {
+          for (const r of batch) update.run(r.at, r.ip, r.agent, r.id, r.at);
+        });
+      }
+      write(rows);
+    });
+}
+
+/** A batch of last uses in one named statement: one round trip whatever its size. */
+export function postgresLastUseWriter(pool: pg.Pool): (rows: readonly LastUse[]) => Promise<void> {
+  return async (rows) => {
+    await pool.query({
+      name: 'tokenwarden_last_use',
+      text: LAST_USE_POSTGRES,
+      values: [rows.map((r) => r.id), rows.map((r) => r.at), rows.map((r) => r.ip), rows.map((r) => r.agent)],
+    });
+  };
+}
+
+export function sqliteLookup(open: () => SQLite.Database): VerifyLookup {
+  let file: SQLite.Database | undefined;
+  let token: SQLite.Statement<[string], unknown[]> | undefined;
+  let scopes: SQLite.Statement<[string], { direct: string; role: string | null }> | undefined;
+  const ready = () => {
+    if (!file) {
+      file = open();
+      token = file.prepare<[string], unknown[]>(TOKEN_SQL(() => '?')).raw(true);
+      scopes = file.prepare(SCOPES_SQL(() => '?'));
+    }
+  };
+  return {
+    token(id) {
+      ready();
+      const r = token!.get(id);
+      if (r === undefined) return undefined;
+      return {
+        id: r[0] as string,
+        name: r[1] as string,
+        secret_hash: r[2] as string,
+        scopes: r[3] as string,
+        created_at: r[4] as number,
+        expires_at: r[5] as number,
+        revoked_at: r[6] as number | null,
+        actor_id: r[7] as string,
+        actor_name: r[8] as string,
+        actor_kind: r[9] as TokenForVerify['actor_kind'],
+        actor_disabled: r[10] as number,
+      };
+    },
+    scopesOfActor(actorId) {
+      ready();
+      const rows = scopes!.all(actorId);
+      return effectiveScopes(rows[0]?.direct, rows.map((r) => r.role));
+    },
+    async close() {
+      file?.close();
+      file = undefined;
+    },
+  };
+}
+
+export function postgresLookup(pool: pg.Pool): VerifyLookup {
+  const tokenSql = TOKEN_SQL((n) => `$${n}`);
+  const scopesSql = SCOPES_SQL((n) => `$${n}`);
+  return {
+    async token(id) {
+      const res = await pool.query<TokenForVerify>({ name: 'tokenwarden_verify_token', text: tokenSql, values: [id] });
+      return res.rows[0];
+    },
+    async scopesOfActor(actorId) {
+      const res = await pool.query<{ direct: string; role: string | null }>({ name: 'tokenwarden_verify_scopes', text: scopesSql, values: [actorId] });
+      return effectiveScopes(res.rows[0]?.direct, res.rows.map((r) => r.role));
+    },
+    async close() {},
+  };
+}
