@@ -165,8 +165,10 @@ describe('recipe 004 (Signon): rotation confirmed by use, the expiry alert, the 
   it('"expires soon" is the shipped alert TokenwardenTokenExpiringSoon, fed by the metric of unmanaged tokens', async () => {
     const rules = parse(readFileSync('deploy/prometheus/tokenwarden-rules.yml', 'utf8')) as { groups: { rules: { alert?: string; expr: string }[] }[] };
     const rule = rules.groups.flatMap((g) => g.rules).find((r) => r.alert === 'TokenwardenTokenExpiringSoon');
-    expect(rule?.expr).toBe('min by (token_id, token_name, actor) (tokenwarden_token_expires_in_seconds{managed="false"}) < 7 * 86400');
-    const unitTests = readFileSync('deploy/prometheus/tests/tokenwarden-rules.test.yml', 'utf8');
+    // Relative to the token's own lifetime (its last fifth), at most its last 7 days.
+    expect(rule?.expr).toContain('min by (token_id, token_name, actor) (tokenwarden_token_expires_in_seconds{managed="false"})');
+    expect(rule?.expr).toContain('clamp_max(0.2 * max by (token_id, token_name, actor) (tokenwarden_token_lifetime_seconds{managed="false"}), 7 * 86400)');
+    const unitTests = readFileSync('deploy/prometheus/tests/token-expiry.test.yml', 'utf8');
     expect(unitTests).toContain('alertname: TokenwardenTokenExpiringSoon');
 
     // 35 days on, hmrc-export (40 days) has 5 days left; the binding's token is managed and not alerted on.
@@ -178,7 +180,10 @@ describe('recipe 004 (Signon): rotation confirmed by use, the expiry alert, the 
     const metrics = await (await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${s.adminToken}` } })).text();
     const gauge = new RegExp(`tokenwarden_token_expires_in_seconds\\{token_id="${hmrc.id}",token_name="hmrc-export",actor="bot-hmrc-export",managed="false"\\} (\\d+)`).exec(metrics);
     expect(Number(gauge?.[1])).toBe(5 * 86400);
-    expect(Number(gauge?.[1])).toBeLessThan(7 * 86400);
+    const life = new RegExp(`tokenwarden_token_lifetime_seconds\\{token_id="${hmrc.id}",token_name="hmrc-export",actor="bot-hmrc-export",managed="false"\\} (\\d+)`).exec(metrics);
+    expect(Number(life?.[1])).toBe(40 * 86400);
+    // 5 days left < min(0.2 × 40 days, 7 days): the alert's condition holds.
+    expect(Number(gauge?.[1])).toBeLessThan(Math.min(0.2 * Number(life?.[1]), 7 * 86400));
     expect(metrics).toMatch(new RegExp(`tokenwarden_token_expires_in_seconds\\{token_id="[^"]+",token_name="binding:${BINDING}",actor="bot-short-url-manager",managed="true"\\}`));
   });
 
