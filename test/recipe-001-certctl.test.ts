@@ -155,7 +155,9 @@ describe('recipe 001 (certctl): a metrics.read key in certctl-prometheus-key, ro
       return b.state === 'active' && !b.inFlight && Date.parse(b.expiresAt) - Date.now() > 30 * 60_000;
     }, 'the rotation to the 1-hour key', 20_000, 200);
     rememberSecret(readFileSync(tokenFile, 'utf8').trim());
-    const plant = (value: string) => k8s.seed('secrets', { metadata: { name: 'certctl-prometheus-key', namespace: 'certctl' }, stringData: { 'api-key': value } });
+    // Keys are planted in a copy of the Secret: the binding's own Secret is healed within seconds when it stops holding a valid key.
+    const plant = (value: string) => k8s.seed('secrets', { metadata: { name: 'certctl-prometheus-key-copy', namespace: 'certctl' }, stringData: { 'api-key': value } });
+    const copy = { 'certctl/certctl-prometheus-key#api-key': 'certctl/certctl-prometheus-key-copy#api-key' };
 
     const works = await doctor();
     expect(works.code, works.stdout + works.stderr).toBe(0);
@@ -167,18 +169,18 @@ describe('recipe 001 (certctl): a metrics.read key in certctl-prometheus-key, ro
     expect(wrongKey.stdout).toContain('Secret "certctl/certctl-prometheus-key" has no key "token"; it has "api-key"');
 
     plant(firstToken); // a stale copy of a key that rotation has revoked
-    const revoked = await doctor();
+    const revoked = await doctor(copy);
     expect(revoked.code).toBe(3);
     expect(revoked.stdout).toContain(`REFUSED (401, revoked): token ${firstToken.slice(4, 16)}`);
     expect(revoked.stdout).toContain('rotated: replaced by');
-    expect(revoked.stdout).toContain('the consumer still holds the old token: check that it re-reads its Secret or file');
+    expect(revoked.stdout).toContain('the consumer still holds the revoked one: check that it re-reads its Secret or file');
     expect(revoked.stdout).toMatch(/the endpoint refused the token \(401, invalid_token\)/);
 
     const noScope = await s.api('POST', '/api/v1/actors', { name: 'bot-certctl-auditor', kind: 'service', roles: ['auditor'] });
     expect(noScope.status).toBe(201);
     const minted = await s.api('POST', '/api/v1/tokens', { actor: 'bot-certctl-auditor', name: 'not-for-metrics', scopes: ['audit.read'] });
     plant(minted.body.token);
-    const forbidden = await doctor();
+    const forbidden = await doctor(copy);
     expect(forbidden.code).toBe(3);
     expect(forbidden.stdout).toContain('FORBIDDEN (403, insufficient_scope)');
     expect(forbidden.stdout).toContain('the token was minted without "metrics.read" (the roles admin, metrics-read, operator grant it)');
