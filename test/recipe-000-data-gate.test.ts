@@ -41,7 +41,7 @@ beforeAll(async () => {
     'https://cpd-cpd-instance.apps.example.com': up.url,
     '/var/run/prometheus-token/token': tokenFile,
   });
-  Object.assign(config, { listen: { host: '127.0.0.1', port: 0 }, store: { url: join(dir, 'tokenwarden.db') }, delivery: { interval: '250ms' } });
+  Object.assign(config, { listen: { host: '127.0.0.1', port: 0 }, store: { url: join(dir, 'data', 'tokenwarden.db') }, delivery: { interval: '250ms' } });
   writeFileSync(join(dir, 'tokenwarden.yaml'), stringify(config));
   const bootstrapFile = join(dir, 'admin.token');
   serve = await spawnServe(['--config', join(dir, 'tokenwarden.yaml'), '--bootstrap-token-file', bootstrapFile], {
