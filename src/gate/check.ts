@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { allowedHeaders, refusalResponse } from '../http/forward-auth.js';
 import { type Refusal } from '../verify/decision.js';
-import type { Source } from '../verify/verifier.js';
+import type { RequestOrigin } from '../verify/request-origin.js';
 import type { Decision } from '../verify/decision.js';
 
 /** What the gate does with one request: forward it with identity headers, or answer it itself. */
@@ -12,7 +12,7 @@ export type GateVerdict =
 /** One way of checking a request: against a store (local) or by asking a tokenwarden server (remote). */
 export interface GateCheck {
   /** Synchronous when the answer is cached, so the common case costs no promise. */
-  check(bearer: string | undefined, source: Source): GateVerdict | Promise<GateVerdict>;
+  check(bearer: string | undefined, source: RequestOrigin): GateVerdict | Promise<GateVerdict>;
   /** For the startup line: where the decisions come from. */
   readonly describe: string;
   close(): Promise<void>;

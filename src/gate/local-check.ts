@@ -4,7 +4,8 @@ import { type Requirement, decide, decideCached } from '../verify/decision.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import { ChangeWatch } from '../verify/change-watch.js';
-import { type Source, Verifier, verifierOptions } from '../verify/verifier.js';
+import type { RequestOrigin } from '../verify/request-origin.js';
+import { Verifier, verifierOptions } from '../verify/verifier.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 /**
@@ -20,7 +21,7 @@ export async function localCheck(config: ResolvedConfig, requirement: Requiremen
   await watch.start();
   return {
     describe: `store ${store.location}`,
-    check(bearer: string | undefined, source: Source): GateVerdict | Promise<GateVerdict> {
+    check(bearer: string | undefined, source: RequestOrigin): GateVerdict | Promise<GateVerdict> {
       const d = decideCached(verifier, bearer, source, requirement);
       if (d !== undefined) return verdictOf(d);
       return decide(verifier, bearer, source, requirement).then(verdictOf);

@@ -3,7 +3,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Clock } from '../clock.js';
 import type { Refusal, Requirement } from '../verify/decision.js';
 import { hashSecret, parseToken, secretMatches } from '../token/format.js';
-import type { Source } from '../verify/verifier.js';
+import type { RequestOrigin } from '../verify/request-origin.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 export interface RemoteCheckOptions {
@@ -76,11 +76,11 @@ export function remoteCheck(options: RemoteCheckOptions): GateCheck {
    * by the server as it was reused, it is asked once more, on a new connection (the other idle
    * ones may have timed out with it). A server that is down fails that attempt too: 503.
    */
-  function ask(bearer: string, source: Source): Promise<Answer> {
+  function ask(bearer: string, source: RequestOrigin): Promise<Answer> {
     return once(bearer, source, agent).catch((err: ResetError) => (err.reusedSocket && isReset(err) ? once(bearer, source, false) : Promise.reject(err)));
   }
 
-  function once(bearer: string, source: Source, via: HttpAgent | false): Promise<Answer> {
+  function once(bearer: string, source: RequestOrigin, via: HttpAgent | false): Promise<Answer> {
     const headers: OutgoingHttpHeaders = { authorization: `Bearer ${bearer}` };
     if (source.ip) headers['x-forwarded-for'] = source.ip;
     if (source.userAgent) headers['user-agent'] = source.userAgent;
@@ -103,7 +103,7 @@ export function remoteCheck(options: RemoteCheckOptions): GateCheck {
 
   return {
     describe: `server ${base.origin}`,
-    check(bearer: string | undefined, source: Source): GateVerdict | Promise<GateVerdict> {
+    check(bearer: string | undefined, source: RequestOrigin): GateVerdict | Promise<GateVerdict> {
       const parsed = parseToken(bearer);
       if (!parsed.ok) return verdictOf(parsed.reason === 'empty' ? MISSING : MALFORMED);
       const now = options.clock.now();

@@ -3,7 +3,8 @@ import type { ResolvedConfig } from '../config/config.js';
 import { STORE_RETRY_AFTER_SECONDS } from '../store/errors.js';
 import { proxyTrust, requestOrigin } from '../verify/request-origin.js';
 import { type Credential, type Decision, type Refusal, TWO_CREDENTIALS, type Requirement, challenge, decide, decideCached } from '../verify/decision.js';
-import type { Identity, Source, Verifier } from '../verify/verifier.js';
+import type { RequestOrigin } from '../verify/request-origin.js';
+import type { Identity, Verifier } from '../verify/verifier.js';
 
 export interface ForwardAuthOptions {
   /** Another header to read the token from, besides `Authorization: Bearer` (lower case, as Node keys headers). */
@@ -55,7 +56,7 @@ export function credentialOf(req: Pick<IncomingMessage, 'headers' | 'rawHeaders'
 const HAS_SEPARATOR = /[\s,]/;
 
 /** The client address by the one source-address rule (src/verify/request-origin.ts). */
-export function sourceOf(req: IncomingMessage, trusted: readonly string[]): Source {
+export function sourceOf(req: IncomingMessage, trusted: readonly string[]): RequestOrigin {
   return requestOrigin(req, proxyTrust(trusted));
 }
 

@@ -1,4 +1,5 @@
-import type { Identity, Source, Verification, Verifier } from './verifier.js';
+import type { RequestOrigin } from './request-origin.js';
+import type { Identity, Verification, Verifier } from './verifier.js';
 import { hasScopes } from './verifier.js';
 
 /**
@@ -61,7 +62,7 @@ export const TWO_CREDENTIALS_REFUSAL: Refusal = Object.freeze({
 });
 
 /** The decision when it needs no I/O (cached, malformed, rate limited, two credentials); `undefined` when the store must be asked. */
-export function decideCached(verifier: Verifier, bearer: Credential, source: Source, requirement: Requirement): Decision | undefined {
+export function decideCached(verifier: Verifier, bearer: Credential, source: RequestOrigin, requirement: Requirement): Decision | undefined {
   if (bearer === TWO_CREDENTIALS) {
     verifier.onResult('malformed');
     return TWO_CREDENTIALS_REFUSAL;
@@ -70,7 +71,7 @@ export function decideCached(verifier: Verifier, bearer: Credential, source: Sou
   return v === undefined ? undefined : toDecision(verifier, v, requirement);
 }
 
-export async function decide(verifier: Verifier, bearer: Credential, source: Source, requirement: Requirement): Promise<Decision> {
+export async function decide(verifier: Verifier, bearer: Credential, source: RequestOrigin, requirement: Requirement): Promise<Decision> {
   if (bearer === TWO_CREDENTIALS) return decideCached(verifier, bearer, source, requirement)!;
   return toDecision(verifier, await verifier.verify(bearer, source), requirement);
 }

@@ -3,6 +3,7 @@ import type { ResolvedConfig } from '../config/config.js';
 import type { AuthorityEvents } from '../authority/events.js';
 import type { Store } from '../store/store.js';
 import { type ParseFailure, isSameToken, parseToken, peekId, secretMatches } from '../token/format.js';
+import type { RequestOrigin } from './request-origin.js';
 import { LastUseRecorder } from './last-use.js';
 import { FailureLimiter } from './failure-limiter.js';
 
@@ -49,11 +50,6 @@ export function verifierOptions(config: Pick<ResolvedConfig, 'durations' | 'veri
     failureLimit: config.verify.failureLimit,
     failureWindowMs: config.durations.failureWindowMs,
   };
-}
-
-export interface Source {
-  ip: string | null;
-  userAgent: string | null;
 }
 
 interface Positive {
@@ -112,18 +108,18 @@ export class Verifier {
    * Synchronous so that the common case (a cached token) costs no promise and no allocation
    * beyond what the caller builds. `undefined` means the store must be asked (see `verify`).
    */
-  verifyCached(bearer: string | undefined, source: Source): Verification | undefined {
+  verifyCached(bearer: string | undefined, source: RequestOrigin): Verification | undefined {
     const r = this.check(bearer, source);
     return 'secret' in r ? undefined : r;
   }
 
-  async verify(bearer: string | undefined, source: Source): Promise<Verification> {
+  async verify(bearer: string | undefined, source: RequestOrigin): Promise<Verification> {
     const r = this.check(bearer, source);
     return 'secret' in r ? this.verifyFromStore(r, source) : r;
   }
 
   /** The verdict when no I/O is needed, else the parsed token for the store to look up. */
-  private check(bearer: string | undefined, source: Source): Verification | ParsedOk {
+  private check(bearer: string | undefined, source: RequestOrigin): Verification | ParsedOk {
     const key = source.ip ?? '';
     const now = this.clock.now();
     // The common case, a token verified moments ago, is decided without parsing it again.
@@ -159,7 +155,7 @@ export class Verifier {
   }
 
   /** The store hit, after `check` found nothing: the token parses and is in no cache. */
-  private async verifyFromStore(parsed: ParsedOk, source: Source): Promise<Verification> {
+  private async verifyFromStore(parsed: ParsedOk, source: RequestOrigin): Promise<Verification> {
     const key = source.ip ?? '';
     const now = this.clock.now();
     const found = await this.resolve(parsed, now);
