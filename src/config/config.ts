@@ -8,7 +8,7 @@ import { parseDuration } from '../clock.js';
 import { KubernetesConfigSchema, kubeConfigOptionsFrom } from '../kubernetes/config.js';
 import { BindingSpecSchema, mintFieldProblems, takeoverWarning } from './binding-schema.js';
 import { describeSchemaErrors } from './problems.js';
-import { trustedProxyProblem } from '../verify/request-origin.js';
+import { trustedProxyProblem } from './trusted-proxies.js';
 
 /** Durations are written as "90d", "12h", "30s" or a number of seconds. */
 export const Duration = T.Union([T.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|w)?\\s*$' }), T.Number({ minimum: 0 })], {

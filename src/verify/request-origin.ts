@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
+import { trustedProxyProblem } from '../config/trusted-proxies.js';
 import { peerAddress } from '../http/peer.js';
 
 /**
@@ -20,17 +21,6 @@ export interface ProxyTrust {
 /** `::ffff:10.0.0.1` (an IPv4 peer on a dual-stack socket) is `10.0.0.1`. */
 export function normalizeIp(ip: string): string {
   return ip.length > 7 && ip.charCodeAt(0) === 58 /* : */ && ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
-}
-
-/** Why an entry of `verify.trustedProxies` is not usable, or undefined when it is an IP or a CIDR block. */
-export function trustedProxyProblem(entry: string): string | undefined {
-  const [addr, bits, ...rest] = entry.split('/');
-  const family = isIP(addr ?? '');
-  if (!family || rest.length) return `"${entry}" is not an IP address or CIDR block (e.g. 10.0.0.0/8, 127.0.0.1, ::1)`;
-  if (bits === undefined) return undefined;
-  const n = /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
-  if (!(n >= 0 && n <= (family === 4 ? 32 : 128))) return `"${entry}" has an invalid prefix length (0–${family === 4 ? 32 : 128})`;
-  return undefined;
 }
 
 const compiled = new WeakMap<readonly string[], ProxyTrust>();
