@@ -1,5 +1,5 @@
-import { loadConfig } from '../src/config/config.js';
-import { createLogger } from '../src/observe/log.js';
+import { loadConfig } from '../src/config/server-config.js';
+import { createLogger } from '../src/log.js';
 import { startTokenwarden } from '../src/server.js';
 
 /** A tokenwarden server for the benchmark: its own process, store and cache settings from argv/env. */

@@ -4,26 +4,26 @@ import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Authority, type CreatedToken } from './authority/authority.js';
 import { type Clock, systemClock } from './clock.js';
-import type { ResolvedConfig } from './config/config.js';
+import type { ResolvedConfig } from './config/server-config.js';
 import type { AppContext } from './http/context.js';
 import { buildApp } from './http/app.js';
+import { bindingRoutes } from './http/routes/bindings.js';
 import { type DeliveryOptions, createDelivery, deliveryKeyPath, deliveryLeaseTtlMs } from './delivery/index.js';
-import { leadershipFromConfig } from './delivery/leadership.js';
+import { leadershipFromConfig } from './delivery/leader/leadership.js';
 import { LazyKube } from './kubernetes/lazy.js';
-import { SealedBox } from './delivery/sealed.js';
-import { createSourceProviderFactory } from './sources/provider.js';
-import { type Logger, createLogger } from './observe/log.js';
+import { SealedBox } from './token/sealed.js';
+import { createSourceProviderFactory } from './delivery/refresh/source-binding.js';
+import { type Logger, createLogger } from './log.js';
 import { Metrics } from './observe/metrics.js';
 import { attachStoreGauges } from './observe/store-gauges.js';
 import { Notifier, resolveNotifySettings } from './observe/notify.js';
 import { connect } from './store/connect.js';
-import { openDataDirs } from './store/private-files.js';
+import { openDataDirs } from './private-files.js';
 import { Store } from './store/store.js';
-import { ChangeWatch } from './verify/change-watch.js';
-import { RevocationListener } from './store/pg-notify.js';
+import { ChangeFanout, verifierSubscriber } from './verify/fanout.js';
 import { withStartupLock } from './store/startup-lock.js';
 import { VERIFY_RESULTS, Verifier, verifierOptions } from './verify/verifier.js';
-import { ForwardAuthListener, frontThreads } from './http/forward-auth-listener.js';
+import { ForwardAuthListener, frontThreads } from './forward-auth/listener.js';
 
 export interface Tokenwarden {
   app: FastifyInstance;
@@ -67,12 +67,7 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   });
   // Replicas starting together on PostgreSQL take turns, so exactly one creates the first admin.
   const bootstrap = await withStartupLock(store, () => authority.bootstrap());
-  const verifier = new Verifier(
-    store,
-    clock,
-    verifierOptions(config),
-    authority.events,
-  );
+  const verifier = new Verifier(store, clock, verifierOptions(config));
   const metrics = new Metrics();
   attachStoreGauges(metrics, store, clock, logger);
   const byResult = Object.fromEntries(VERIFY_RESULTS.map((r) => [r, metrics.verifications.labels(r)]));
@@ -80,46 +75,19 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   for (const r of VERIFY_RESULTS) metrics.verifications.inc({ result: r }, 0);
   verifier.onResult = (r) => byResult[r]?.inc();
   verifier.lastUse.start();
-  // What this process learns of other replicas' revocations and grant changes reaches every verifier in it.
+  // Every change that makes a cached answer wrong reaches every cache and the controller: one fan-out (verify/fanout.ts).
+  const fanout = new ChangeFanout({ store, events: authority.events, logger, storeUrl: config.store.url });
+  fanout.subscribe(verifierSubscriber(verifier));
   let authListener: ForwardAuthListener | undefined;
-  // The delivery controller (built below) hears the same facts: a delivered token revoked or an identity changed elsewhere is healed at once.
-  let controller: { noticeRevoked(id: string): void; noticeActorChanged(id: string): void } | undefined;
   let front: ForwardAuthListener | undefined;
-  const everyVerifier = {
-    markRevoked(id: string) {
-      verifier.markRevoked(id);
-      front?.markRevoked(id);
-      authListener?.markRevoked(id);
-      controller?.noticeRevoked(id);
-    },
-    invalidateActor(id: string) {
-      verifier.invalidateActor(id);
-      front?.invalidateActor(id);
-      authListener?.invalidateActor(id);
-      controller?.noticeActorChanged(id);
-    },
-  };
-  const watch = new ChangeWatch(store, everyVerifier, () => Date.now());
-  await watch.start();
-  // Several replicas share PostgreSQL: a revocation or a change of grants reaches every cache at once; the poll above reconciles both.
-  const fanout =
-    store.engine === 'postgres'
-      ? new RevocationListener({
-          url: config.store.url,
-          onRevoked: (id) => everyVerifier.markRevoked(id),
-          onGrantsChanged: (actorId) => everyVerifier.invalidateActor(actorId),
-          onResync: () => watch.check(),
-          logger,
-        })
-      : undefined;
-  await fanout?.start();
+  await fanout.start();
 
   const notifier = notifySettings ? new Notifier(store, clock, metrics, logger, notifySettings) : undefined;
   // The front threads run on the system clock: a server driven by an injected clock (tests) keeps one thread, as listen.front: inline.
   const behindFront = options.listen !== false && config.listen.front === 'threads' && clock === systemClock;
   const ctx: AppContext = { config, store, authority, verifier, metrics, clock, logger, plugins: options.plugins, notifier, behindFront };
   // Bindings (config file and API) and the rotation controller; the controller starts once the app listens.
-  // Bindings with `source:` deliver an upstream's token instead of a minted one (src/sources/provider.ts).
+  // Bindings with `source:` deliver an upstream's token instead of a minted one (src/delivery/refresh/source-binding.ts).
   const keyPath = deliveryKeyPath(config, store.engine, store.location);
   const sealed = SealedBox.fromFile(keyPath);
   // Directories tokenwarden creates are 0700; one that existed before and is open to others is the operator's to fix.
@@ -131,12 +99,10 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     { config, store, authority, verifier, metrics, clock, logger, notifier },
     { ...options.delivery, sourceProvider, kubernetes, leadership, sealed },
   );
-  controller = delivery.controller;
-  // Revocations and grant changes made in this process (API, CLI, leak reports) arrive as events.
-  authority.events.on('token-revoked', (id) => delivery.controller.noticeRevoked(id));
-  authority.events.on('actor-changed', (id) => delivery.controller.noticeActorChanged(id));
+  // A delivered token revoked, or its identity changed, here or elsewhere: the binding is healed at once.
+  fanout.subscribe({ revoked: (id) => delivery.controller.noticeRevoked(id), actorChanged: (id) => delivery.controller.noticeActorChanged(id) });
   await withStartupLock(store, () => delivery.reconcile());
-  ctx.plugins = [delivery.plugin, ...(ctx.plugins ?? [])];
+  ctx.plugins = [bindingRoutes(delivery.service), ...(ctx.plugins ?? [])];
   ctx.bindings = delivery.service;
   ctx.delivery = delivery.controller;
   const readyBefore = ctx.ready;
@@ -152,9 +118,8 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     if (closed) return;
     closed = true;
     await delivery.stop();
-    watch.stop();
     await notifier?.stop();
-    await fanout?.stop();
+    await fanout.stop();
     // The front first: it stops taking connections and finishes what it passed on to the app, which is still up.
     await front?.close();
     await authListener?.close();
@@ -173,14 +138,16 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
       await app.listen({ path: socket });
       const plan = frontThreads(config.verify.threads);
       if (plan.note) logger.warn(plan.note);
-      front = await ForwardAuthListener.startFront(config, { metrics, logger, events: authority.events }, { upstream: socket, ...plan });
+      front = await ForwardAuthListener.startFront(config, { metrics, logger }, { upstream: socket, ...plan });
+      fanout.subscribe(verifierSubscriber(front));
       url = front.url;
     } else if (options.listen !== false) {
       url = await app.listen({ host: config.listen.host, port: config.listen.port });
       if (config.tls) url = url.replace(/^http:/, 'https:');
     }
     if (options.listen !== false) {
-      authListener = await ForwardAuthListener.start(config, { metrics, logger, events: authority.events });
+      authListener = await ForwardAuthListener.start(config, { metrics, logger });
+      if (authListener) fanout.subscribe(verifierSubscriber(authListener));
     }
   } catch (err) {
     await close();

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config/config.js';
+import { ConfigError, loadConfig } from '../src/config/server-config.js';
 import { startTokenwarden } from '../src/server.js';
 import { tempDir } from './support/output.js';
 import { waitFor } from './support/ports.js';

@@ -1,11 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../src/config/config.js';
-import { type RotationDeps, Rotator } from '../src/delivery/rotation.js';
-import type { BindingRecord } from '../src/delivery/spec.js';
+import { ConfigError, loadConfig } from '../src/config/server-config.js';
+import { type RotationDeps, Rotator } from '../src/delivery/rotation/rotation.js';
+import type { BindingRecord } from '../src/delivery/bindings/spec.js';
 import { LazyKube, kubeAccess } from '../src/kubernetes/lazy.js';
-import { DEFAULT_REFRESH_POLICY, retryDelay } from '../src/sources/schedule.js';
+import { DEFAULT_REFRESH_POLICY, retryDelay } from '../src/delivery/refresh/refresh-schedule.js';
 import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
 import { tempDir } from './support/output.js';
 

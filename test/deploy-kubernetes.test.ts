@@ -7,7 +7,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { loadConfig } from '../src/config/config.js';
+import { loadConfig } from '../src/config/server-config.js';
 import { tempDir } from './support/output.js';
 
 /**
@@ -213,7 +213,7 @@ describe('Kubernetes manifests (kustomize base)', () => {
       .filter((o) => o.kind === 'Role' && o.metadata.namespace === deployment.metadata.namespace)
       .flatMap((r) => r.rules)
       .find((r: any) => r.resources[0] === 'leases' && r.resourceNames);
-    const code = readFileSync('src/delivery/kubernetes-lease.ts', 'utf8');
+    const code = readFileSync('src/delivery/leader/kubernetes-lease.ts', 'utf8');
     const defaultName = /options\.name \?\? '([^']+)'/.exec(code)?.[1] ?? /Default "([^"]+)"/.exec(code)?.[1];
     expect(leaseRule.resourceNames).toEqual([defaultName]);
     expect(leaseRule.verbs.sort()).toEqual(['get', 'update']);

@@ -4,12 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { loadConfig } from '../src/config/config.js';
-import type { GateCheck } from '../src/gate/check.js';
-import { localCheck } from '../src/gate/local-check.js';
-import { type Gate, createGate, listenGate } from '../src/gate/proxy.js';
-import { remoteCheck } from '../src/gate/remote-check.js';
-import { createLogger } from '../src/observe/log.js';
+import { loadConfig } from '../src/config/server-config.js';
+import type { GateCheck } from '../src/forward-auth/gate/check.js';
+import { localCheck } from '../src/forward-auth/gate/local-check.js';
+import { type Gate, createGate, listenGate } from '../src/forward-auth/gate/proxy.js';
+import { remoteCheck } from '../src/forward-auth/gate/remote-check.js';
+import { createLogger } from '../src/log.js';
 import { LOG_DIR, rememberSecret } from './support/output.js';
 import { freePort } from './support/ports.js';
 import { type ServeProcess, spawnGate } from './support/process.js';
@@ -124,7 +124,7 @@ behavesAsAGate('remote', async () =>
   remoteCheck({ server: tw.url, requirement: { scopes: ['metrics.read'], satisfy: 'all' }, cacheTtlMs: 5000, clock }),
 );
 behavesAsAGate('local', async () =>
-  localCheck(loadConfig({ env: {}, overrides: { store: { url: tw.dbPath } } }), { scopes: ['metrics.read'], satisfy: 'all' }, clock),
+  localCheck(loadConfig({ env: {}, overrides: { store: { url: tw.dbPath } } }), { scopes: ['metrics.read'], satisfy: 'all' }, clock, logger),
 );
 
 describe('gate caching and revocation', () => {

@@ -397,7 +397,7 @@ describe('property: whatever is issued, the policy allows (seeded random callers
 
 describe('bootstrap lifetime and tokenwarden admin recover (real SQLite data dir, the built CLI)', () => {
   it('the first admin token lives 24 h by default (tokens.bootstrapLifetime, TOKENWARDEN_BOOTSTRAP_LIFETIME), never beyond the maximum', async () => {
-    const { ConfigError, loadConfig } = await import('../src/config/config.js');
+    const { ConfigError, loadConfig } = await import('../src/config/server-config.js');
     expect(loadConfig({ env: {} }).durations.bootstrapLifetimeMs).toBe(DAY);
     expect(loadConfig({ env: { TOKENWARDEN_BOOTSTRAP_LIFETIME: '2h' } }).durations.bootstrapLifetimeMs).toBe(2 * HOUR);
     expect(loadConfig({ env: { TOKENWARDEN_MAX_TOKEN_LIFETIME: '1h', TOKENWARDEN_DEFAULT_TOKEN_LIFETIME: '1h' } }).durations.bootstrapLifetimeMs).toBe(HOUR);

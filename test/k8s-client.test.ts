@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
+import { createKubernetesSecretSink } from '../src/delivery/sinks/secret-sink.js';
 import { KubernetesConfigError, kubeClients, loadKubeConfig } from '../src/kubernetes/client.js';
 import { KubernetesError } from '../src/kubernetes/errors.js';
 import { mintToken } from '../src/token/format.js';

@@ -1,9 +1,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { KubernetesLease } from '../src/delivery/kubernetes-lease.js';
-import { RestartError, type RestartTarget, restartWorkloads } from '../src/delivery/restart.js';
-import { LostLeadership } from '../src/delivery/rotation.js';
-import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
+import { KubernetesLease } from '../src/delivery/leader/kubernetes-lease.js';
+import { RestartError, type RestartTarget, restartWorkloads } from '../src/delivery/sinks/restart.js';
+import { LostLeadership } from '../src/delivery/rotation/rotation.js';
+import { createKubernetesSecretSink } from '../src/delivery/sinks/secret-sink.js';
 import type { KubeClients } from '../src/kubernetes/client.js';
 import { KubernetesError } from '../src/kubernetes/errors.js';
 import { tokenRef } from '../src/kubernetes/metadata.js';

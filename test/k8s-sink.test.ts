@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
+import { createKubernetesSecretSink } from '../src/delivery/sinks/secret-sink.js';
 import { type KubeClients, kubeClients, loadKubeConfig } from '../src/kubernetes/client.js';
 import { KubernetesError } from '../src/kubernetes/errors.js';
 import { Problem } from '../src/errors.js';

@@ -1,10 +1,10 @@
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { createKubernetesSecretSink } from '../src/delivery/sinks/kubernetes-secret.js';
+import { createKubernetesSecretSink } from '../src/delivery/sinks/secret-sink.js';
 import type { KubeClients } from '../src/kubernetes/client.js';
-import { SourceGoneError, createKubernetesSecretSource } from '../src/sources/kubernetes-secret.js';
-import { SourceRefresher } from '../src/sources/refresher.js';
+import { SourceGoneError, createKubernetesSecretSource } from '../src/sources/secret-source.js';
+import { SourceRefresher } from '../src/delivery/refresh/refresher.js';
 import { UpstreamError } from '../src/sources/upstream-http.js';
 import { type KubernetesEmulator, useKubernetesEmulator } from './support/k8s-emulator.js';
 import { rememberSecret } from './support/output.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CrashPoint } from '../src/delivery/crash-points.js';
+import type { CrashPoint } from '../src/delivery/rotation/crash-points.js';
 import { runCli } from './support/cli.js';
 import { rememberSecret, tempDir } from './support/output.js';
 import { freePort, waitFor } from './support/ports.js';
@@ -10,7 +10,7 @@ import { callApi } from './support/server.js';
 
 /**
  * `tokenwarden serve` as a real process, killed with SIGKILL at every step of a rotation in
- * turn (TOKENWARDEN_TEST_CRASH_AT, test-only, see src/delivery/crash-points.ts), then started
+ * turn (TOKENWARDEN_TEST_CRASH_AT, test-only, see src/delivery/rotation/crash-points.ts), then started
  * again: each time the binding must end with exactly one live token, delivered to every sink,
  * and the token before it revoked. Run `npm run build` first.
  */

@@ -2,10 +2,10 @@ import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { ConfigError, loadConfig } from '../src/config/config.js';
+import { ConfigError, loadConfig } from '../src/config/server-config.js';
 import type { DeliveryController } from '../src/delivery/controller.js';
-import { StoreLease } from '../src/delivery/lease.js';
-import { LostLeadership } from '../src/delivery/rotation.js';
+import { StoreLease } from '../src/delivery/leader/lease.js';
+import { LostLeadership } from '../src/delivery/rotation/rotation.js';
 import { TOKEN_PATTERN } from '../src/token/format.js';
 import { rememberSecret, tempDir } from './support/output.js';
 import { type TestServer, startTestServer } from './support/server.js';

@@ -2,7 +2,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symli
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { loadConfig } from '../src/config/config.js';
+import { loadConfig } from '../src/config/server-config.js';
 import type { DeliveryController } from '../src/delivery/controller.js';
 import { rememberSecret, tempDir } from './support/output.js';
 import { type TestServer, startTestServer } from './support/server.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../src/clock.js';
-import { requirementOf } from '../src/http/forward-auth.js';
+import { requirementOf } from '../src/forward-auth/handler.js';
 import { decide, decideCached } from '../src/verify/decision.js';
 import type { Verifier } from '../src/verify/verifier.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';

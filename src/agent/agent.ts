@@ -1,14 +1,14 @@
 import { type Server, createServer } from 'node:http';
 import { type Clock, parseDuration, systemClock } from '../clock.js';
-import type { Sink } from '../delivery/sink.js';
+import type { Sink } from '../delivery/sinks/sink.js';
 import { createSink } from '../delivery/sinks/index.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../log.js';
 import { Metrics } from '../observe/metrics.js';
 import { createSource } from '../sources/factory.js';
-import { RefreshLoop } from '../sources/loop.js';
-import { type RefreshableSource, SourceRefresher } from '../sources/refresher.js';
+import { RefreshLoop } from '../delivery/refresh/loop.js';
+import { type RefreshableSource, SourceRefresher } from '../delivery/refresh/refresher.js';
 import { SealingKey, sealedSlot } from '../sources/sealed-state.js';
-import type { AgentBindingConfig, AgentConfig } from './config.js';
+import type { AgentBindingConfig, AgentConfig } from './agent-config.js';
 import { RemoteMintSource, RemoteTokenwarden } from './remote-mint.js';
 import { AgentStateFile } from './state.js';
 

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { replaceFileAtomically } from '../delivery/sinks/file.js';
-import { makePrivateDir } from '../store/private-files.js';
+import { replaceFileAtomically } from '../delivery/sinks/file-sink.js';
+import { makePrivateDir } from '../private-files.js';
 import type { SourceStateStore } from '../sources/sealed-state.js';
-import type { RefreshState } from '../sources/refresher.js';
+import type { RefreshState } from '../delivery/refresh/refresher.js';
 
 /** Per binding: the refresh schedule, and for minted tokens their ids (never the token). */
 export interface AgentBindingState {

@@ -1,3 +1,4 @@
+import { DEFAULT_BOOTSTRAP_LIFETIME_MS } from '../config/server-config.js';
 import type { Clock } from '../clock.js';
 import { Problem, problem } from '../errors.js';
 import type { ActorTable, TokenTable } from '../store/schema.js';
@@ -38,8 +39,6 @@ export interface TokenPolicy {
   /** The first admin token's lifetime (`tokens.bootstrapLifetime`, default 24 h). */
   bootstrapLifetimeMs?: number;
 }
-
-export const DEFAULT_BOOTSTRAP_LIFETIME_MS = 86_400_000;
 
 /** The request's own names for the fields the policy may refuse (a binding says `lifetime`, POST /tokens `expiresIn`). */
 export interface IssueFields {

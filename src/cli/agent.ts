@@ -15,7 +15,7 @@ export function registerAgent(program: Command): void {
     .action(async (opts: { config?: string; once?: boolean; status?: boolean }) => {
       const file = opts.config ?? process.env.TOKENWARDEN_AGENT_CONFIG;
       if (!file) throw new CliError('give the agent configuration with --config agent.yaml (or TOKENWARDEN_AGENT_CONFIG)', EXIT.usage);
-      const [{ loadAgentConfig }, { ConfigError }] = await Promise.all([import('../agent/config.js'), import('../config/config.js')]);
+      const [{ loadAgentConfig }, { ConfigError }] = await Promise.all([import('../agent/agent-config.js'), import('../config/server-config.js')]);
       let config;
       try {
         config = loadAgentConfig(file);
@@ -23,7 +23,7 @@ export function registerAgent(program: Command): void {
         if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
         throw err;
       }
-      const { createLogger } = await import('../observe/log.js');
+      const { createLogger } = await import('../log.js');
       const { TokenAgent } = await import('../agent/agent.js');
       const logger = createLogger({ level: process.env.TOKENWARDEN_LOG_LEVEL ?? config.log.level, name: 'tokenwarden-agent', stream: process.stderr });
       let agent;

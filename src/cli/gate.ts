@@ -39,11 +39,11 @@ export function registerGate(program: Command): void {
       const requirement = { scopes: flags.scope.flatMap((s) => s.split(/[ ,]+/)).filter(Boolean), satisfy: flags.satisfy as 'all' | 'any' };
 
       const config = await loadGateConfig(flags);
-      const [{ createGate, listenGate }, { createLogger }] = await Promise.all([import('../gate/proxy.js'), import('../observe/log.js')]);
+      const [{ createGate, listenGate }, { createLogger }] = await Promise.all([import('../forward-auth/gate/proxy.js'), import('../log.js')]);
       const logger = createLogger({ level: config.log.level, name: 'tokenwarden-gate' });
       const check = flags.store
-        ? await (await import('../gate/local-check.js')).localCheck(config, requirement, systemClock)
-        : (await import('../gate/remote-check.js')).remoteCheck({
+        ? await (await import('../forward-auth/gate/local-check.js')).localCheck(config, requirement, systemClock, logger)
+        : (await import('../forward-auth/gate/remote-check.js')).remoteCheck({
             server: parseUrl('--server', server ?? process.env.TOKENWARDEN_SERVER ?? 'http://127.0.0.1:8080').toString(),
             requirement,
             cacheTtlMs,
@@ -90,7 +90,7 @@ function parseUrl(flag: string, text: string): URL {
 }
 
 async function loadGateConfig(flags: GateFlags) {
-  const { ConfigError, loadConfig } = await import('../config/config.js');
+  const { ConfigError, loadConfig } = await import('../config/server-config.js');
   try {
     return loadConfig({ file: flags.config ?? (flags.store ? process.env.TOKENWARDEN_CONFIG : undefined), overrides: { store: { url: flags.store } } });
   } catch (err) {

@@ -13,7 +13,7 @@ type Register = (program: Command, ctx: Ctx) => void;
 const MODULES: { commands: string[]; load: () => Promise<Register> }[] = [
   { commands: ['serve'], load: async () => (await import('./serve.js')).registerServe },
   { commands: ['admin'], load: async () => (await import('./recover.js')).registerAdminRecover },
-  { commands: ['config'], load: async () => (await import('./config.js')).registerConfigCommands },
+  { commands: ['config'], load: async () => (await import('./config-command.js')).registerConfigCommands },
   { commands: ['gate'], load: async () => (await import('./gate.js')).registerGate },
   { commands: ['agent'], load: async () => (await import('./agent.js')).registerAgent },
   { commands: ['token'], load: async () => (await import('./tokens.js')).registerTokenCommands },

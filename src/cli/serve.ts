@@ -58,7 +58,7 @@ export function registerServe(program: Command): void {
 
 export async function loadServeConfig(opts: { config?: string; host?: string; port?: string; store?: string }) {
   if (opts.port !== undefined && !/^\d+$/.test(opts.port)) throw new CliError(`--port must be a number, got "${opts.port}"`, EXIT.usage);
-  const { ConfigError, loadConfig } = await import('../config/config.js');
+  const { ConfigError, loadConfig } = await import('../config/server-config.js');
   try {
     return loadConfig({
       file: opts.config ?? process.env.TOKENWARDEN_CONFIG,

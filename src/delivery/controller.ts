@@ -1,16 +1,16 @@
 import { Authority } from '../authority/authority.js';
 import type { SinkSpecT } from '../config/binding-schema.js';
 import { type Clock, iso } from '../clock.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { BindingQueries, type BindingTable } from '../store/bindings.js';
 import type { Store } from '../store/store.js';
-import type { Leadership, LeadershipStatus } from './lease.js';
-import { CONTROLLER_PRINCIPAL } from './provider.js';
-import { LostLeadership, ROTATION_OUTCOMES, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation.js';
+import type { Leadership, LeadershipStatus } from './leader/lease.js';
+import { CONTROLLER_PRINCIPAL } from './token-provider.js';
+import { LostLeadership, ROTATION_OUTCOMES, type RotationDeps, Rotator, initRotationSeries, safeError } from './rotation/rotation.js';
 import { type DeliveredSink, SINK_KINDS, createSink, describeSink, sinkContext } from './sinks/index.js';
-import { type SinkState, parseSinkState, sameSinkState } from './health.js';
-import { type BindingRecord, isHealthy, toRecord } from './spec.js';
+import { type SinkState, parseSinkState, sameSinkState } from './bindings/health.js';
+import { type BindingRecord, isHealthy, toRecord } from './bindings/spec.js';
 import type { Verification } from '../verify/verifier.js';
 
 export interface ControllerOptions {

@@ -1,20 +1,19 @@
 import { dirname, join, resolve } from 'node:path';
 import type { Authority } from '../authority/authority.js';
 import { type Clock, parseDuration } from '../clock.js';
-import { ConfigError, type ResolvedConfig, controllerTakeover, takeoverWarnings } from '../config/config.js';
+import { ConfigError, type ResolvedConfig, controllerTakeover, takeoverWarnings } from '../config/server-config.js';
 import { Problem } from '../errors.js';
-import { bindingRoutes } from '../http/routes/bindings.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Store } from '../store/store.js';
 import type { Verifier } from '../verify/verifier.js';
 import { DeliveryController } from './controller.js';
-import { type Leadership, StoreLease } from './lease.js';
-import { leaseIdentity } from './leadership.js';
-import type { RotationDeps } from './rotation.js';
-import type { SourceProviderFactory } from './provider.js';
-import { SealedBox } from './sealed.js';
-import { BindingService } from './service.js';
+import { type Leadership, StoreLease } from './leader/lease.js';
+import { leaseIdentity } from './leader/leadership.js';
+import type { RotationDeps } from './rotation/rotation.js';
+import type { SourceProviderFactory } from './token-provider.js';
+import { SealedBox } from '../token/sealed.js';
+import { BindingService } from './bindings/binding-service.js';
 import type { FileConfinement } from './sinks/confine.js';
 
 export interface DeliveryOptions {
@@ -43,7 +42,6 @@ export interface DeliveryOptions {
 export interface Delivery {
   service: BindingService;
   controller: DeliveryController;
-  plugin: ReturnType<typeof bindingRoutes>;
   /** Brings the config file's bindings into the store (before the server listens). */
   reconcile(): Promise<void>;
   /** Starts the controller loop (after the server listens). */
@@ -137,7 +135,6 @@ export function createDelivery(
   return {
     service,
     controller,
-    plugin: bindingRoutes(service),
     async reconcile() {
       let result: Awaited<ReturnType<BindingService['reconcileConfig']>>;
       try {

@@ -1,7 +1,7 @@
 import type { Authority, Principal } from '../authority/authority.js';
 import type { Clock } from '../clock.js';
-import type { ResolvedConfig } from '../config/config.js';
-import type { Logger } from '../observe/log.js';
+import type { ResolvedConfig } from '../config/server-config.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Store } from '../store/store.js';
 import type { Verifier } from '../verify/verifier.js';
@@ -21,7 +21,7 @@ export interface AppContext {
   /** listen.front: threads — the app listens only on its private socket, behind the front thread(s). */
   behindFront?: boolean;
   /** Delivery bindings (API, CLI, UI) and the controller that rotates them. */
-  bindings?: import('../delivery/service.js').BindingService;
+  bindings?: import('../delivery/bindings/binding-service.js').BindingService;
   delivery?: import('../delivery/controller.js').DeliveryController;
   /** The webhook notifier, when `notifications.webhookUrl` is set. */
   notifier?: import('../observe/notify.js').Notifier;

@@ -1,5 +1,5 @@
 import { type TSchema, Type as T } from '@sinclair/typebox';
-import { Duration } from '../config/config.js';
+import { Duration } from '../config/server-config.js';
 
 /** The API's shapes: they validate requests, type handlers and generate the OpenAPI document. */
 const Nullable = <S extends TSchema>(s: S) => T.Union([s, T.Null()]);

@@ -1,5 +1,5 @@
 import type { KubeClients } from './client.js';
-import { type KubernetesConfig, kubeConfigOptionsFrom } from './config.js';
+import { type KubernetesConfig, kubeConfigOptionsFrom } from './kube-config.js';
 
 /**
  * The cluster connection of a server process, made on first use: a process whose bindings only

@@ -1,12 +1,12 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Clock, formatDuration, iso, parseDuration } from '../clock.js';
-import type { ServerConfig } from '../config/config.js';
-import { ConfigError } from '../config/config.js';
+import type { ServerConfig } from '../config/server-config.js';
+import { ConfigError } from '../config/server-config.js';
 import { NotificationStore, type NotificationRow } from '../store/notifications.js';
 import { type LiveTokenRow, type UnusedCursor, unmanagedExpiringBefore, unusedTokens } from '../store/observe.js';
 import type { Store } from '../store/store.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
 
 export type NoticeKind = 'token.expiring' | 'token.unused' | 'rotation.failed' | 'rotation.unconfirmed' | 'test';

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { Store } from '../store/store.js';
 import { countTokensByState, liveTokensByExpiry } from '../store/observe.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../log.js';
 import type { Metrics } from './metrics.js';
 
 export interface StoreGaugeOptions {

@@ -1,4 +1,4 @@
-import { HTTP_SOURCE_KINDS, type HttpSourceConfig } from './config.js';
+import { HTTP_SOURCE_KINDS, type HttpSourceConfig } from './source-config.js';
 import type { SourceDeps } from './http-base.js';
 import { HttpLoginSource } from './http-login.js';
 import { OAuth2ClientCredentialsSource, OAuth2RefreshTokenSource } from './oauth2.js';
@@ -35,7 +35,7 @@ export async function createSource(
   state: { slot?: SecretSlot } = {},
 ): Promise<ClosableSource> {
   if (spec.kind === 'kubernetes-secret') {
-    const [{ createKubernetesSecretSource }, { kubeAccess }] = await Promise.all([import('./kubernetes-secret.js'), import('../kubernetes/lazy.js')]);
+    const [{ createKubernetesSecretSource }, { kubeAccess }] = await Promise.all([import('./secret-source.js'), import('../kubernetes/lazy.js')]);
     const { kind: _kind, ...config } = spec;
     return createKubernetesSecretSource(config as unknown as Parameters<typeof createKubernetesSecretSource>[0], {
       kubernetes: await kubeAccess(deps.kubernetes),

@@ -1,6 +1,6 @@
 import type { Dispatcher } from 'undici';
 import { type Clock, parseDuration } from '../clock.js';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../log.js';
 import { type ValueOrRef, describeRef, isSecretRef, resolveValue } from './secret-ref.js';
 import type { FetchedToken, Source } from './source.js';
 import { createDispatcher, safeUrl } from './upstream-http.js';

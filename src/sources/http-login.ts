@@ -1,4 +1,4 @@
-import type { HttpLoginConfig } from './config.js';
+import type { HttpLoginConfig } from './source-config.js';
 import { expiryOf } from './expiry.js';
 import { HttpSource, type SourceDeps } from './http-base.js';
 import { resolveValue } from './secret-ref.js';

@@ -1,4 +1,4 @@
-import type { OAuth2ClientCredentialsConfig, OAuth2RefreshTokenConfig } from './config.js';
+import type { OAuth2ClientCredentialsConfig, OAuth2RefreshTokenConfig } from './source-config.js';
 import { expiryOf } from './expiry.js';
 import { HttpSource, type SourceDeps } from './http-base.js';
 import { type SecretSlot, fingerprint } from './sealed-state.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SealedBox } from '../delivery/sealed.js';
+import { SealedBox } from '../token/sealed.js';
 import { type SecretRef, describeRef, resolveSecret } from './secret-ref.js';
 
 /**

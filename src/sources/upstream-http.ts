@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Agent, type Dispatcher, fetch } from 'undici';
-import { redactUrl } from '../observe/log.js';
+import { redactUrl } from '../log.js';
 
 /** Why an upstream call failed; one word for metrics and state, a message for people. */
 export type FailureReason = 'unauthorized' | 'rejected' | 'server' | 'timeout' | 'unreachable' | 'malformed' | 'missing-field' | 'config';

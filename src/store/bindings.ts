@@ -25,7 +25,7 @@ export interface BindingTable {
   /** Removal retries wait until this time after a failure. */
   retry_at: number | null;
   rotation_count: number;
-  /** JSON array of SinkState (delivery/health.ts): what each sink held when last written or checked; null before. */
+  /** JSON array of SinkState (delivery/bindings/health.ts): what each sink held when last written or checked; null before. */
   sink_state?: string | null;
   created_at: number;
   created_by: string | null;

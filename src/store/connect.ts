@@ -4,7 +4,7 @@ import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
-import { createPrivateFile, makePrivateDir, narrowToPrivate } from './private-files.js';
+import { createPrivateFile, makePrivateDir, narrowToPrivate } from '../private-files.js';
 import {
   type LastUse,
   type VerifyLookup,

@@ -1,6 +1,6 @@
 import { type Kysely, type Transaction, sql } from 'kysely';
 import pg from 'pg';
-import type { Logger } from '../observe/log.js';
+import type { Logger } from '../log.js';
 import type { Database } from './schema.js';
 
 /**

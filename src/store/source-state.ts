@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely';
-import type { SourceStateStore } from '../sources/sealed-state.js';
 import type { Store } from './store.js';
 
 /** Sealed source state (migration 003). Values arrive sealed; this file never sees a plaintext. */
@@ -9,7 +8,8 @@ export interface SourceStateTable {
   updated_at: number;
 }
 
-export class DbSourceState implements SourceStateStore {
+/** The store half of sources/sealed-state.ts's SourceStateStore (matched by shape: the store imports nothing above it). */
+export class DbSourceState {
   constructor(private readonly store: Store, private readonly now: () => number = Date.now) {}
 
   private get db(): Kysely<{ source_state: SourceStateTable }> {

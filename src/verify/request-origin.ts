@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
 import { trustedProxyProblem } from '../config/trusted-proxies.js';
-import { peerAddress } from '../http/peer.js';
+import { peerAddress } from './peer.js';
 
 /**
  * The one source-address rule, used by the failure limit, last use, the audit log and the

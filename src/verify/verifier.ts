@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import type { ResolvedConfig } from '../config/config.js';
+import type { ResolvedConfig } from '../config/server-config.js';
 import type { AuthorityEvents } from '../authority/events.js';
 import type { Store } from '../store/store.js';
 import { type ParseFailure, isSameToken, parseToken, peekId, secretMatches } from '../token/format.js';

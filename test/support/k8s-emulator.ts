@@ -6,7 +6,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { type KubeClients, kubeClients, loadKubeConfig } from '../../src/kubernetes/client.js';
-import { type Logger, createLogger } from '../../src/observe/log.js';
+import { type Logger, createLogger } from '../../src/log.js';
 import { LOG_DIR, rememberSecret, tempDir } from './output.js';
 
 /**

@@ -1,9 +1,9 @@
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../../src/clock.js';
-import { loadConfig } from '../../src/config/config.js';
+import { loadConfig } from '../../src/config/server-config.js';
 import type { AppContext } from '../../src/http/context.js';
-import { createLogger } from '../../src/observe/log.js';
+import { createLogger } from '../../src/log.js';
 import { type Tokenwarden, startTokenwarden } from '../../src/server.js';
 import { LOG_DIR, rememberSecret, tempDir } from './output.js';
 

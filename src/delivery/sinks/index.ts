@@ -1,13 +1,13 @@
 import { type RestartTargetT, SinkSpec, type SinkSpecT } from '../../config/binding-schema.js';
 import type { Clock } from '../../clock.js';
-import type { Logger } from '../../observe/log.js';
+import type { Logger } from '../../log.js';
 import { kubeAccess } from '../../kubernetes/lazy.js';
-import type { Sink } from '../sink.js';
+import type { Sink } from './sink.js';
 import type { FileConfinement, SinkOrigin } from './confine.js';
-import { FileSink, type SinkRecord } from './file.js';
+import { FileSink, type SinkRecord } from './file-sink.js';
 
 export type { FileConfinement, SinkOrigin } from './confine.js';
-export type { SinkRecord } from './file.js';
+export type { SinkRecord } from './file-sink.js';
 
 /** What sinks may need from the process. */
 export interface SinkDeps {
@@ -53,7 +53,7 @@ export async function createSink(spec: SinkSpecT, deps: SinkDeps, binding?: stri
     case 'file':
       return new FileSink(spec, { origin: context?.origin, record: context?.record, confinement: deps.confinement, logger: deps.logger });
     case 'kubernetes-secret': {
-      const { createKubernetesSecretSink } = await import('./kubernetes-secret.js');
+      const { createKubernetesSecretSink } = await import('./secret-sink.js');
       const { kind: _kind, ...secret } = spec;
       return createKubernetesSecretSink(secret, { kubernetes: await kubeAccess(deps.kubernetes), clock: deps.clock, logger: deps.logger, binding, record: context?.record });
     }
@@ -66,7 +66,7 @@ export async function createSink(spec: SinkSpecT, deps: SinkDeps, binding?: stri
  */
 export async function restartConsumers(targets: RestartTargetT[], deps: SinkDeps, binding: string, revision: string): Promise<void> {
   if (!targets.length) return;
-  const { restartWorkloads } = await import('../restart.js');
+  const { restartWorkloads } = await import('./restart.js');
   await restartWorkloads(targets, { kubernetes: await kubeAccess(deps.kubernetes), clock: deps.clock, logger: deps.logger, binding, revision });
 }
 

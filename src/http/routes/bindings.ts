@@ -1,7 +1,7 @@
 import { type Static, Type as T } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { BindingSpecSchema, FileSinkSpec, KubernetesSecretSinkSpec, SinkSpec } from '../../config/binding-schema.js';
-import type { BindingService } from '../../delivery/service.js';
+import type { BindingService } from '../../delivery/bindings/binding-service.js';
 import type { AppContext } from '../context.js';
 import * as S from '../schemas.js';
 
