@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { rememberSecret, tempDir } from '../test/support/output.js';
-import { freePort, waitFor } from '../test/support/ports.js';
+import { freePort } from '../test/support/ports.js';
+import { waitFor } from '../test/support/wait.js';
 import { startPostgres } from '../test/support/postgres.js';
 import { type ServeProcess, spawnServe } from '../test/support/process.js';
 import { callApi } from '../test/support/server.js';

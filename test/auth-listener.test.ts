@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../src/config/server-config.js';
 import { startTokenwarden } from '../src/server.js';
 import { tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 import { join } from 'node:path';
 

@@ -8,7 +8,7 @@ import { loadKubeConfig } from '../src/kubernetes/client.js';
 import { runCli } from './support/cli.js';
 import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
 import { rememberSecret, tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type TestServer, startTestServer } from './support/server.js';
 import { FakeUpstream } from './support/upstream.js';
 

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderShipped } from './support/nginx.js';
 import { LOG_DIR, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { freePort } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 const CACHE_TTL_MS = 2000;

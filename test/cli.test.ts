@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 import { rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { freePort } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type ServeProcess, spawnServe } from './support/process.js';
 
 let serve: ServeProcess;
@@ -12,8 +13,8 @@ let dir: string;
 
 beforeAll(async () => {
   dir = tempDir('cli');
-  const port = await freePort();
-  serve = await spawnServe(['--port', String(port), '--store', join(dir, 'tw.db'), '--bootstrap-token-file', join(dir, 'admin.token')]);
+  // Port 0: the OS picks a free one and serve prints it (no bind-close-reuse race).
+  serve = await spawnServe(['--port', '0', '--store', join(dir, 'tw.db'), '--bootstrap-token-file', join(dir, 'admin.token')]);
   const admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());
   env = { TOKENWARDEN_SERVER: serve.url, TOKENWARDEN_TOKEN: admin };
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BIN } from './support/cli.js';
 import { LOG_DIR, tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { stopChild } from './support/process.js';
 
 /** Issue 13 point 7: the built server under umask 022 leaves its data dir 0700 and every file in it 0600. */

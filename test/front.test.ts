@@ -11,7 +11,7 @@ import { frontThreads, hasReusePort } from '../src/forward-auth/listener.js';
 import { sourceOf } from '../src/forward-auth/handler.js';
 import { peerOf } from '../src/verify/peer.js';
 import { VERIFY_RESULTS } from '../src/verify/verifier.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 /**

@@ -12,7 +12,7 @@ import { Store } from '../src/store/store.js';
 import { TOKEN_PATTERN } from '../src/token/format.js';
 import { runCli } from './support/cli.js';
 import { rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type ServeProcess, spawnServe } from './support/process.js';
 import { callApi } from './support/server.js';
 
@@ -102,7 +102,7 @@ describe('tokenwarden serve: SIGKILL and restart on the same SQLite data dir (de
     mkdirSync(join(dir, 'data'));
     writeFileSync(config, `delivery: { fileRoots: [${dir}], interval: 500ms }\nverify: { failureLimit: 100000 }\n`);
     args = ['--store', join(dir, 'data', 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')];
-    a = await spawnServe(['--port', String(await freePort()), ...args]);
+    a = await spawnServe(['--port', '0', ...args]);
     admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());
     expect((await api(a, 'POST', '/api/v1/actors', { name: 'bot-short', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);
   });
@@ -130,7 +130,7 @@ describe('tokenwarden serve: SIGKILL and restart on the same SQLite data dir (de
   });
 
   it('a second serve on the same file stays ready but standby while the leader lives, and takes over at once when it is SIGKILLed', async () => {
-    b = await spawnServe(['--port', String(await freePort()), ...args]);
+    b = await spawnServe(['--port', '0', ...args]);
     const leader = (await readyz(a!)).controller.holder;
     // Several passes of b's controller (500 ms apart): the live leader's lease is not taken.
     for (let i = 0; i < 4; i++) {
@@ -155,7 +155,7 @@ describe('tokenwarden serve: SIGKILL and restart on the same SQLite data dir (de
     b!.child.kill('SIGKILL');
     await exited(b!);
     const killed = Date.now();
-    a = await spawnServe(['--port', String(await freePort()), ...args]);
+    a = await spawnServe(['--port', '0', ...args]);
     b = undefined;
     const listening = Date.now();
     await leads(a); // within 2.5 s of listening

@@ -9,7 +9,7 @@ import { LostLeadership } from '../src/delivery/rotation/rotation.js';
 import { connect } from '../src/store/connect.js';
 import { Store } from '../src/store/store.js';
 import { rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type PostgresServer, startPostgres } from './support/postgres.js';
 import { type ServeProcess, spawnServe } from './support/process.js';
 import { callApi } from './support/server.js';
@@ -113,7 +113,7 @@ describe('leader killed mid-rotation, the other replica finishes it', () => {
 
   async function serve(name: string, env: Record<string, string> = {}): Promise<ServeProcess> {
     const config = join(dir, 'tokenwarden.yaml');
-    const p = await spawnServe(['--port', String(await freePort()), '--store', url, '--config', config, '--bootstrap-token-file', join(dir, `${name}.boot`)], env);
+    const p = await spawnServe(['--port', '0', '--store', url, '--config', config, '--bootstrap-token-file', join(dir, `${name}.boot`)], env);
     running.push(p);
     return p;
   }

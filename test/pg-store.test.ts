@@ -10,7 +10,7 @@ import { InCodeMigrations } from '../src/store/migrations/index.js';
 import { REVOCATION_CHANNEL, RevocationListener } from '../src/store/pg-notify.js';
 import { Store } from '../src/store/store.js';
 import { LOG_DIR, rememberSecret, tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type PostgresServer, startPostgres } from './support/postgres.js';
 import { mintFor, startTestServer } from './support/server.js';
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rememberSecret, tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type PrometheusProcess, everySecondConfig, startPrometheus } from './support/prometheus.js';
 import { type TestServer, startTestServer } from './support/server.js';
 

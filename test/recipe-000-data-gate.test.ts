@@ -5,7 +5,7 @@ import { parse, stringify } from 'yaml';
 import { runCli } from './support/cli.js';
 import { type KubernetesEmulator, startKubernetesEmulator } from './support/k8s-emulator.js';
 import { rememberSecret, tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type ServeProcess, spawnServe } from './support/process.js';
 import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
 import { recipeBlock, recipeYaml } from './support/recipes.js';

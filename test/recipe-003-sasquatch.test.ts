@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, runCli } from './support/cli.js';
 import { LOG_DIR, rememberSecret } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { freePort } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { recipeCommands, recipeYaml } from './support/recipes.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 

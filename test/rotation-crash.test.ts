@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CrashPoint } from '../src/delivery/rotation/crash-points.js';
 import { runCli } from './support/cli.js';
 import { rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { freePort } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type ServeProcess, spawnServe } from './support/process.js';
 import { callApi } from './support/server.js';
 

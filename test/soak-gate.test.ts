@@ -36,7 +36,7 @@ beforeAll(async () => {
 
   const config = join(dir, 'tokenwarden.yaml');
   writeFileSync(config, 'verify: { failureLimit: 100000 }\n');
-  serve = await spawnServe(['--port', String(await freePort()), '--store', join(dir, 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')]);
+  serve = await spawnServe(['--port', '0', '--store', join(dir, 'tw.db'), '--config', config, '--bootstrap-token-file', join(dir, 'admin.token')]);
   const admin = rememberSecret(readFileSync(join(dir, 'admin.token'), 'utf8').trim());
   expect((await callApi(serve.url, 'POST', '/api/v1/actors', { name: 'bot-prometheus', kind: 'service', roles: ['metrics-read'] }, admin)).status).toBe(201);
   const minted = await callApi(serve.url, 'POST', '/api/v1/tokens', { actor: 'bot-prometheus', name: 'soak', scopes: ['metrics.read'], expiresIn: '1h' }, admin);

@@ -1,7 +1,7 @@
 import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { ManualClock } from '../src/clock.js';
 import type { Sink } from '../src/delivery/sinks/sink.js';
 import { createLogger } from '../src/log.js';

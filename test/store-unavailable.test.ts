@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mintToken } from '../src/token/format.js';
 import { type PostgresServer, startPostgres } from './support/postgres.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 /** Issue 13 point 8: a store that cannot be reached is 503 problem JSON with Retry-After on every API route, as on /auth. */

@@ -4,7 +4,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rememberSecret, tempDir } from './support/output.js';
-import { freePort, waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { spawnServe } from './support/process.js';
 import { type TestServer, startTestServer } from './support/server.js';
 
@@ -115,7 +115,7 @@ describe('tokenwarden serve with TLS from the environment', () => {
     symlinkSync('..data/tls.crt', join(vol, 'tls.crt'));
     symlinkSync('..data/tls.key', join(vol, 'tls.key'));
     const store = join(tempDir('tls-serve'), 'tw.db');
-    const serve = await spawnServe(['--port', String(await freePort()), '--store', store, '--bootstrap-token-file', join(dir, 'boot.token')], {
+    const serve = await spawnServe(['--port', '0', '--store', store, '--bootstrap-token-file', join(dir, 'boot.token')], {
       TOKENWARDEN_TLS_CERT: join(vol, 'tls.crt'),
       TOKENWARDEN_TLS_KEY: join(vol, 'tls.key'),
       TOKENWARDEN_CONFIG: writeConfig(join(dir, 'serve.yaml'), 'tls:\n  cert: /ignored/because/env/wins\n  key: /ignored\n  reloadInterval: 200ms\n'),

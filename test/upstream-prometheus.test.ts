@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { BIN } from './support/cli.js';
 import { LOG_DIR, tempDir } from './support/output.js';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { stopChild } from './support/process.js';
 import { type PrometheusProcess, startPrometheus } from './support/prometheus.js';
 import { FakeUpstream, type GatedExporter, startGatedExporter } from './support/upstream.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { rememberSecret } from './support/output.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 

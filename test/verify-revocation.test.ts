@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from './support/ports.js';
+import { waitFor } from './support/wait.js';
 import { type TestServer, mintFor, startTestServer } from './support/server.js';
 
 /** Two tokenwarden servers on one SQLite file: the situation of two replicas, or a server and a gate. */

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, resolve } from 'node:path';
-import { waitFor } from './ports.js';
+import { waitFor } from './wait.js';
 
 /** Fills a shipped template's @NAME@ placeholders; refuses to leave any unfilled. */
 export function renderShipped(path: string, values: Record<string, string | number>): string {

@@ -3,7 +3,7 @@ import { createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN } from './cli.js';
 import { LOG_DIR } from './output.js';
-import { waitFor } from './ports.js';
+import { waitFor } from './wait.js';
 
 export interface ServeProcess {
   child: ChildProcess;
