@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Authority, type CreatedToken } from './authority/authority.js';
+import type { CreatedToken } from './authority/authority.js';
 import { type Clock, systemClock } from './clock.js';
 import type { ResolvedConfig } from './config/server-config.js';
 import type { AppContext } from './http/context.js';
@@ -17,12 +17,11 @@ import { type Logger, createLogger } from './log.js';
 import { Metrics } from './observe/metrics.js';
 import { attachStoreGauges } from './observe/store-gauges.js';
 import { Notifier, resolveNotifySettings } from './observe/notify.js';
-import { connect } from './store/connect.js';
 import { openDataDirs } from './private-files.js';
-import { Store } from './store/store.js';
-import { ChangeFanout, verifierSubscriber } from './verify/fanout.js';
+import { verifierSubscriber } from './verify/fanout.js';
+import { createCore } from './core.js';
 import { withStartupLock } from './store/startup-lock.js';
-import { VERIFY_RESULTS, Verifier, verifierOptions } from './verify/verifier.js';
+import { VERIFY_RESULTS } from './verify/verifier.js';
 import { ForwardAuthListener, frontThreads } from './forward-auth/listener.js';
 
 export interface Tokenwarden {
@@ -49,7 +48,7 @@ export interface StartOptions {
   listen?: boolean;
 }
 
-/** The composition root: store → authority → verifier → HTTP. */
+/** The composition root of `tokenwarden serve`: the core (core.ts), then metrics, delivery, the app and its listeners. */
 export async function startTokenwarden(config: ResolvedConfig, options: StartOptions = {}): Promise<Tokenwarden> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger({ level: config.log.level });
@@ -59,15 +58,10 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   const kubernetes = options.delivery?.kubernetes ?? new LazyKube(config.kubernetes);
   const leadership =
     options.delivery?.leadership ?? (await leadershipFromConfig(config, { kubernetes, clock, logger, leaseTtlMs: deliveryLeaseTtlMs(config) }));
-  const store = new Store(await connect(config.store.url));
-  const authority = new Authority(store, clock, {
-    maxLifetimeMs: config.durations.maxLifetimeMs,
-    defaultLifetimeMs: config.durations.defaultLifetimeMs,
-    bootstrapLifetimeMs: config.durations.bootstrapLifetimeMs,
-  });
+  const core = await createCore(config, { clock, logger });
+  const { store, authority, verifier, fanout } = core;
   // Replicas starting together on PostgreSQL take turns, so exactly one creates the first admin.
   const bootstrap = await withStartupLock(store, () => authority.bootstrap());
-  const verifier = new Verifier(store, clock, verifierOptions(config));
   const metrics = new Metrics();
   attachStoreGauges(metrics, store, clock, logger);
   const byResult = Object.fromEntries(VERIFY_RESULTS.map((r) => [r, metrics.verifications.labels(r)]));
@@ -76,8 +70,6 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
   verifier.onResult = (r) => byResult[r]?.inc();
   verifier.lastUse.start();
   // Every change that makes a cached answer wrong reaches every cache and the controller: one fan-out (verify/fanout.ts).
-  const fanout = new ChangeFanout({ store, events: authority.events, logger, storeUrl: config.store.url });
-  fanout.subscribe(verifierSubscriber(verifier));
   let authListener: ForwardAuthListener | undefined;
   let front: ForwardAuthListener | undefined;
   await fanout.start();
@@ -119,14 +111,12 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
     closed = true;
     await delivery.stop();
     await notifier?.stop();
-    await fanout.stop();
     // The front first: it stops taking connections and finishes what it passed on to the app, which is still up.
     await front?.close();
     await authListener?.close();
     await app.close();
     if (privateDir) rmSync(privateDir, { recursive: true, force: true });
-    await verifier.lastUse.stop();
-    await store.close();
+    await core.close();
   };
   let url = '';
   let privateDir: string | undefined;

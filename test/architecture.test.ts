@@ -85,7 +85,7 @@ const LAYERS = [
   ['kubernetes', 'config', 'store'],
   ['authority'],
   ['verify', 'sources'],
-  ['observe'],
+  ['observe', 'core'],
   ['delivery', 'forward-auth'],
   ['http', 'agent'],
   ['server'],

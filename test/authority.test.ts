@@ -1,17 +1,17 @@
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Authority, type Principal, SYSTEM_PRINCIPAL } from '../src/authority/authority.js';
 import { ManualClock } from '../src/clock.js';
 import { Problem } from '../src/errors.js';
-import { connect } from '../src/store/connect.js';
-import { Store } from '../src/store/store.js';
+import type { Store } from '../src/store/store.js';
 import { Verifier } from '../src/verify/verifier.js';
-import { tempDir } from './support/output.js';
+import type { Core } from '../src/core.js';
+import { startTestCore } from './support/core.js';
 
 const DAY = 86_400_000;
 let store: Store;
 let clock: ManualClock;
 let authority: Authority;
+let core: Core;
 let admin: Principal;
 
 async function principalFor(token: string): Promise<Principal> {
@@ -36,12 +36,12 @@ async function rejects(p: Promise<unknown>, status: number, field?: string): Pro
 
 beforeEach(async () => {
   clock = new ManualClock();
-  store = new Store(await connect(join(tempDir('authority'), 'a.db')));
-  authority = new Authority(store, clock, { maxLifetimeMs: 90 * DAY, defaultLifetimeMs: 30 * DAY });
+  core = await startTestCore({ clock, config: { tokens: { maxLifetime: '90d', defaultLifetime: '30d' } } });
+  ({ store, authority } = core);
   const boot = await authority.bootstrap();
   admin = await principalFor(boot!.plaintext);
 });
-afterEach(async () => store.close());
+afterEach(async () => core.close());
 
 describe('authority rules', () => {
   it('bootstraps once: a second start creates no new admin credential', async () => {

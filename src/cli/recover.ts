@@ -31,19 +31,10 @@ export function registerAdminRecover(program: Command): void {
       if (!/^postgres(ql)?:/.test(url) && !existsSync(url.replace(/^sqlite:(\/\/)?/, ''))) {
         throw new CliError(`no tokenwarden store at ${url}; point --data-dir at the directory holding tokenwarden.db (or --store at the file)`, EXIT.usage);
       }
-      const [{ connect }, { Store }, { Authority }, { systemClock }] = await Promise.all([
-        import('../store/connect.js'),
-        import('../store/store.js'),
-        import('../authority/authority.js'),
-        import('../clock.js'),
-      ]);
-      const store = new Store(await connect(url));
+      const [{ createCore }, { createLogger }] = await Promise.all([import('../core.js'), import('../log.js')]);
+      // Direct access to the store, through the same parts as the server (no HTTP, no fan-out: nothing here caches).
+      const { authority, close } = await createCore(config, { logger: createLogger({ level: 'warn', stream: process.stderr }) });
       try {
-        const authority = new Authority(store, systemClock, {
-          maxLifetimeMs: config.durations.maxLifetimeMs,
-          defaultLifetimeMs: config.durations.defaultLifetimeMs,
-          bootstrapLifetimeMs: config.durations.bootstrapLifetimeMs,
-        });
         const created = await authority.recover({ lifetimeMs, by: `recover@${process.env.USER ?? 'host'}` });
         process.stdout.write(`${created.plaintext}\n`);
         process.stderr.write(
@@ -55,7 +46,7 @@ export function registerAdminRecover(program: Command): void {
         if (err instanceof Problem) throw new CliError(`${err.extra.field ? `${err.extra.field === 'expiresIn' ? '--expires-in' : err.extra.field}: ` : ''}${err.detail}`, EXIT.usage);
         throw err;
       } finally {
-        await store.close();
+        await close();
       }
     });
 }

@@ -1,12 +1,9 @@
 import type { Clock } from '../../clock.js';
 import type { ResolvedConfig } from '../../config/server-config.js';
 import { type Requirement, decide, decideCached } from '../../verify/decision.js';
-import { connect } from '../../store/connect.js';
-import { Store } from '../../store/store.js';
 import type { Logger } from '../../log.js';
-import { ChangeFanout, verifierSubscriber } from '../../verify/fanout.js';
+import { createCore } from '../../core.js';
 import type { RequestOrigin } from '../../verify/request-origin.js';
-import { Verifier, verifierOptions } from '../../verify/verifier.js';
 import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
 
 /**
@@ -16,11 +13,9 @@ import { type GateCheck, type GateVerdict, verdictOf } from './check.js';
  * poll, PostgreSQL NOTIFY).
  */
 export async function localCheck(config: ResolvedConfig, requirement: Requirement, clock: Clock, logger: Logger): Promise<GateCheck> {
-  const store = new Store(await connect(config.store.url));
-  const verifier = new Verifier(store, clock, verifierOptions(config));
+  const core = await createCore(config, { clock, logger });
+  const { store, verifier, fanout } = core;
   verifier.lastUse.start();
-  const fanout = new ChangeFanout({ store, logger, storeUrl: config.store.url });
-  fanout.subscribe(verifierSubscriber(verifier));
   await fanout.start();
   return {
     describe: `store ${store.location}`,
@@ -30,9 +25,7 @@ export async function localCheck(config: ResolvedConfig, requirement: Requiremen
       return decide(verifier, bearer, source, requirement).then(verdictOf);
     },
     async close() {
-      await fanout.stop();
-      await verifier.lastUse.stop();
-      await store.close();
+      await core.close();
     },
   };
 }
