@@ -568,7 +568,8 @@ export class Authority {
     const name = (input.name ?? '').trim();
     const decision = await this.issuance.decide(s, p, actor, input, fields);
     if (!name || name.length > 200) throw problem.invalid('name', 'a token needs a name of 1 to 200 characters, e.g. "prometheus-scrape"');
-    const now = this.clock.now();
+    // The instant the lifetime was measured from: created_at and expires_at are exactly the lifetime apart.
+    const now = decision.issuedAt;
     if (!input.replaces && (await s.liveTokenNamed(actor.id, name, now))) {
       throw problem.conflict(`identity "${actor.name}" already has a live token named "${name}"; pick another name, or replace that token`, 'name');
     }

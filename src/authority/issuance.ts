@@ -63,6 +63,8 @@ export interface IssueRequest {
 
 export interface Issuance {
   scopes: string[];
+  /** The instant the lifetime is measured from: the token's created_at. */
+  issuedAt: number;
   expiresAt: number;
   parent: string | null;
   /** Set when the expiry asked for was brought forward to the parent's: that parent's id. */
@@ -180,7 +182,7 @@ export class IssuancePolicy {
         }
       }
     }
-    return { scopes, expiresAt, parent, cappedBy };
+    return { scopes, issuedAt: now, expiresAt, parent, cappedBy };
   }
 
   /** The one maximum-lifetime comparison. */
