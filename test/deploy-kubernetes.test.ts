@@ -141,12 +141,11 @@ describe('Kubernetes manifests (kustomize base)', () => {
   it('probes: liveness /healthz, readiness /readyz, on the named port the container exposes', () => {
     expect(container.livenessProbe.httpGet).toMatchObject({ path: '/healthz', port: 'http' });
     expect(container.readinessProbe.httpGet).toMatchObject({ path: '/readyz', port: 'http' });
-    expect(container.ports).toEqual([
-      { name: 'http', containerPort: 8080, protocol: 'TCP' },
-      { name: 'auth', containerPort: 8081, protocol: 'TCP' },
-    ]);
-    // the container's auth port is the one the configuration's authListen binds
-    expect(config.authListen).toEqual({ host: '0.0.0.0', port: 8081 });
+    // One address for users: /auth is answered on the main port by the front threads.
+    expect(container.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    expect(config.listen).toMatchObject({ host: '0.0.0.0', port: 8080 });
+    expect(config.authListen).toBeUndefined();
+    expect(config.verify).toMatchObject({ threads: 'auto' });
     const env = Object.fromEntries(container.env.filter((e: any) => 'value' in e).map((e: any) => [e.name, e.value]));
     expect(env.TOKENWARDEN_LISTEN_PORT).toBe('8080');
     expect(env.TOKENWARDEN_LISTEN_HOST).toBe('0.0.0.0');
@@ -181,7 +180,7 @@ describe('Kubernetes manifests (kustomize base)', () => {
     expect(deployment.spec.selector.matchLabels).toEqual(svc.spec.selector);
     for (const [k, v] of Object.entries(svc.spec.selector)) expect(deployment.spec.template.metadata.labels[k]).toBe(v);
     expect(svc.spec.ports[0]).toMatchObject({ name: 'http', targetPort: 'http' });
-    expect(svc.spec.ports[1]).toMatchObject({ name: 'auth', port: 8081, targetPort: 'auth' });
+    expect(svc.spec.ports).toHaveLength(1);
     expect(container.image).toBe('tokenwarden:0.1.0');
   });
 
