@@ -1,4 +1,4 @@
-import type { ActorView, AuditView, RoleView, TokenState, TokenView } from '../../src/authority/authority.js';
+import type { ActorView, AuditView, RoleView, TokenState, TokenView } from '../../src/authority/views.js';
 import type { BindingView, RotationView } from '../../src/delivery/bindings/binding-service.js';
 /**
  * The only way the UI talks to tokenwarden: the public REST API under /api/v1.

@@ -1,4 +1,4 @@
-import { type TokenState, tokenState } from '../../authority/authority.js';
+import { type TokenState, tokenState } from '../../authority/views.js';
 import { formatDuration, iso } from '../../clock.js';
 import { BindingQueries, type BindingTable } from '../../store/bindings.js';
 import type { Store } from '../../store/store.js';
