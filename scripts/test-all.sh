@@ -40,5 +40,5 @@ else
     test/api.test.ts test/verify-cache.test.ts test/verify-cold.test.ts test/verify-revocation.test.ts test/auth-listener.test.ts \
     test/store-engines.test.ts test/pg-store.test.ts test/persistence.test.ts \
     test/cli.test.ts test/cli-start.test.ts test/config.test.ts \
-    test/nginx.test.ts test/gate.test.ts
+    test/nginx.test.ts test/gate.test.ts test/front.test.ts test/permissions.test.ts
 fi
