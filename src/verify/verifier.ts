@@ -178,10 +178,24 @@ export class Verifier {
    * for introspection, which asks about a token rather than uses it.
    */
   async inspect(bearer: string): Promise<Verification> {
+    return (await this.trace(bearer)).verdict;
+  }
+
+  /**
+   * How a check of `bearer` goes, step by step, for `doctor` (which explains this trace instead of
+   * repeating the rules): the same parse and store rules as verify(), without caches, the failure
+   * limit, counters or last use. `tokenId` is set once the token parses; `wrongSecret` when the id
+   * exists but the secret is not its own.
+   */
+  async trace(bearer: string): Promise<{ verdict: Verification; tokenId: string | null; wrongSecret: boolean; parseFailure?: ParseFailure }> {
     const parsed = parseToken(bearer);
-    if (!parsed.ok) return parsed.reason === 'empty' ? { ok: false, reason: 'missing', detail: FAILURE_DETAIL.missing } : MALFORMED[parsed.reason];
+    if (!parsed.ok) {
+      const verdict: Verification = parsed.reason === 'empty' ? { ok: false, reason: 'missing', detail: FAILURE_DETAIL.missing } : MALFORMED[parsed.reason];
+      return { verdict, tokenId: null, wrongSecret: false, parseFailure: parsed.reason };
+    }
     const found = await this.resolve(parsed, this.clock.now());
-    return 'identity' in found ? { ok: true, identity: found.identity } : { ok: false, reason: found.reason, detail: FAILURE_DETAIL[found.reason] };
+    if ('identity' in found) return { verdict: { ok: true, identity: found.identity }, tokenId: parsed.id, wrongSecret: false };
+    return { verdict: { ok: false, reason: found.reason, detail: FAILURE_DETAIL[found.reason] }, tokenId: parsed.id, wrongSecret: found.wrongSecret === true };
   }
 
   /** Reads the token and its identity from the store and decides; the one place that rule lives. */

@@ -31,7 +31,7 @@ export function registerDoctorRoutes(api: FastifyInstance, ctx: AppContext): voi
     },
     async (req, reply) => {
       reply.header('cache-control', 'no-store');
-      return diagnoseToken(ctx.store, ctx.clock.now(), req.body);
+      return diagnoseToken(ctx.store, ctx.verifier, ctx.clock.now(), req.body);
     },
   );
 }

@@ -2,7 +2,8 @@ import { type TokenState, tokenState } from '../../authority/views.js';
 import { formatDuration, iso } from '../../clock.js';
 import { BindingQueries, type BindingTable } from '../../store/bindings.js';
 import type { Store } from '../../store/store.js';
-import { type ParseFailure, TOKEN_PREFIX, describeParseFailure, parseToken, secretMatches, upstreamTokenId } from '../../token/format.js';
+import { type ParseFailure, TOKEN_PREFIX, describeParseFailure, parseToken, upstreamTokenId } from '../../token/format.js';
+import { type Verifier, hasScopes } from '../../verify/verifier.js';
 
 export type DiagnosisReason = 'ok' | 'missing' | 'malformed' | 'unknown' | 'revoked' | 'expired' | 'disabled' | 'insufficient_scope';
 
@@ -87,8 +88,12 @@ export function unwrap(value: string): { token: string; notes: string[]; scheme?
   return { token, notes, scheme };
 }
 
-/** Explains in plain words why a token is refused (401/403) or accepted. Never echoes the secret. */
-export async function diagnoseToken(store: Store, now: number, input: DiagnoseInput): Promise<Diagnosis> {
+/**
+ * Explains in plain words why a token is refused (401/403) or accepted. The verdict is the
+ * verifier's own (its trace, verify/verifier.ts) and the scope decision the one of
+ * verify/decision.ts: this file only gathers the facts that explain them. Never echoes the secret.
+ */
+export async function diagnoseToken(store: Store, verifier: Pick<Verifier, 'trace'>, now: number, input: DiagnoseInput): Promise<Diagnosis> {
   const unwrapped = unwrap(input.token ?? '');
   const { token } = unwrapped;
   const bindings = await BindingQueries.of(store).list();
@@ -99,8 +104,9 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
   const satisfy = input.satisfy ?? 'all';
   const base = { notes, hints: [] as string[] };
 
-  const parsed = parseToken(token);
-  if (!parsed.ok && parsed.reason !== 'empty') {
+  const trace = await verifier.trace(token);
+  const { verdict } = trace;
+  if (trace.parseFailure !== undefined && trace.parseFailure !== 'empty') {
     // The same verdict every run: an upstream's token is recognised by the fingerprint its binding keeps.
     const fingerprint = upstreamTokenId(token);
     const owner = bindings.find((b) => b.token_id === fingerprint && b.state !== 'removing');
@@ -110,38 +116,40 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
         ...base,
         status: 401,
         reason: 'malformed',
-        malformedPart: parsed.reason,
+        malformedPart: trace.parseFailure,
         upstream: { binding: owner.name, source, current: true },
         explanation: `this is not a tokenwarden token but the ${source} upstream's current token, delivered by binding ${owner.name} (${fingerprint}); tokenwarden's own endpoints refuse it, the endpoint that trusts that upstream decides`,
         hints: [`probe the endpoint with --url to see whether it accepts the token; tokenwarden binding show ${owner.name} tells when it is refreshed next`],
       };
     }
   }
-  if (!parsed.ok) {
-    if (parsed.reason === 'empty') {
+  if (trace.tokenId === null) {
+    const failure = trace.parseFailure!;
+    if (failure === 'empty') {
       return { ...base, status: 401, reason: 'missing', explanation: 'no token was given: the value is empty', hints: ['check that the file, variable or Secret key holds the token'] };
     }
     return {
       ...base,
       status: 401,
       reason: 'malformed',
-      malformedPart: parsed.reason,
-      explanation: `the token is malformed (${parsed.reason}): ${describeParseFailure(parsed.reason)}. It is refused before any lookup.`,
+      malformedPart: failure,
+      explanation: `the token is malformed (${failure}): ${describeParseFailure(failure)}. It is refused before any lookup.`,
       hints: [
-        parsed.reason === 'prefix'
+        failure === 'prefix'
           ? 'a tokenwarden token looks like twd_<12 characters>_<49 characters>; this one is from somewhere else, or a different value was stored'
           : 'copy the token again from where it was first shown, or mint a new one (tokenwarden token create …)',
       ],
     };
   }
 
-  const row = await store.findToken(parsed.id);
+  const id = trace.tokenId;
+  const row = await store.findToken(id);
   if (!row) {
     return {
       ...base,
       status: 401,
       reason: 'unknown',
-      explanation: `no token with the id ${parsed.id} exists in this tokenwarden: it was issued by another tokenwarden (another store or environment), or its store was reset`,
+      explanation: `no token with the id ${id} exists in this tokenwarden: it was issued by another tokenwarden (another store or environment), or its store was reset`,
       hints: ['check that the client talks to the tokenwarden that issued the token', 'mint a new token here (tokenwarden token create …)'],
     };
   }
@@ -169,7 +177,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
   };
   const who = `token ${row.id} ("${row.name}" of ${facts.actor})`;
 
-  if (!secretMatches(parsed.secret, row.secret_hash)) {
+  if (trace.wrongSecret) {
     return {
       ...base,
       status: 401,
@@ -179,7 +187,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
       hints: ['copy the token again from where it was delivered; if it may have leaked, revoke it (tokenwarden token revoke ' + row.id + ')'],
     };
   }
-  if (row.revoked_at !== null) {
+  if (!verdict.ok && verdict.reason === 'revoked') {
     const successor = /^replaced by ([0-9A-Za-z]{12})$/.exec(row.revoke_reason ?? '')?.[1];
     return {
       ...base,
@@ -193,7 +201,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
       ],
     };
   }
-  if (state === 'expired') {
+  if (!verdict.ok && verdict.reason === 'expired') {
     return {
       ...base,
       status: 401,
@@ -205,7 +213,7 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
         : [`replace it with a fresh one: tokenwarden token replace ${row.id} (or let a binding deliver and rotate it)`],
     };
   }
-  if (!actor || actor.disabled) {
+  if (!verdict.ok) {
     return {
       ...base,
       status: 401,
@@ -217,10 +225,8 @@ export async function diagnoseToken(store: Store, now: number, input: DiagnoseIn
   }
 
   if (required.length) {
-    const effective = new Set(facts.effectiveScopes);
-    const lacking = required.filter((s) => !effective.has(s));
-    const refused = satisfy === 'all' ? lacking.length > 0 : lacking.length === required.length;
-    if (refused) {
+    const lacking = [...hasScopes(verdict.identity, required, satisfy)];
+    if (lacking.length) {
       const roles = await store.listRoles();
       const rolesGranting = Object.fromEntries(
         lacking.map((s) => [s, roles.filter((r) => (JSON.parse(r.scopes) as string[]).includes(s)).map((r) => r.name)]),
