@@ -30,7 +30,7 @@ interface Slot {
 
 /**
  * Threads that own a port and answer GET /auth in V8 isolates of their own
- * (forward-auth-worker.ts): `authListen:` (a second port, /auth only), or the front of the
+ * (worker.ts): `authListen:` (a second port, /auth only), or the front of the
  * main port (listen.front: threads), which passes every other request to the app's private
  * socket. The main thread keeps each thread told of every revocation and grant change it
  * learns, folds their verification counts into /metrics, restarts a thread that dies, and

@@ -9,7 +9,7 @@ import { type ForwardAuthOptions, createForwardAuthHandler, isForwardAuthPath } 
 import { createFrontProxy } from './front-proxy.js';
 import { type TlsSettings, createNodeServer } from '../tls.js';
 
-/** What the main thread hands the auth listener thread (see forward-auth-listener.ts). */
+/** What the main thread hands the auth listener thread (see listener.ts). */
 export interface AuthWorkerData {
   storeUrl: string;
   verifier: VerifierOptions;
