@@ -1,5 +1,17 @@
-import type { Store } from '../store/store.js';
 import { redactTokens } from '../token/format.js';
+
+/** One token's latest use, as a batch carries it. */
+export interface LastUseRow {
+  id: string;
+  at: number;
+  ip: string | null;
+  agent: string | null;
+}
+
+/** Where batches go: the store (`recordLastUse`), or — from an auth thread — the main thread, which writes them. */
+export interface LastUseSink {
+  recordLastUse(rows: LastUseRow[]): Promise<void>;
+}
 
 /**
  * Coalesces last-use facts in memory and writes them in one batch per interval, so the
@@ -11,7 +23,7 @@ export class LastUseRecorder {
   private readonly seen = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly store: Store) {}
+  constructor(private readonly sink: LastUseSink) {}
 
   note(tokenId: string, at: number, source: { ip: string | null; userAgent: string | null }): void {
     const prev = this.pending.get(tokenId);
@@ -23,6 +35,15 @@ export class LastUseRecorder {
       this.pending.set(tokenId, { at, ip: source.ip, agent: source.userAgent?.slice(0, 256) ?? null });
     }
     this.seen.set(tokenId, at);
+  }
+
+  /** Batches another thread noted (an auth thread's): kept and written with this recorder's own. */
+  absorb(rows: readonly LastUseRow[]): void {
+    for (const r of rows) {
+      const prev = this.pending.get(r.id);
+      if (!prev || prev.at <= r.at) this.pending.set(r.id, { at: r.at, ip: r.ip, agent: r.agent });
+      if ((this.seen.get(r.id) ?? 0) < r.at) this.seen.set(r.id, r.at);
+    }
   }
 
   lastSeen(tokenId: string): number | undefined {
@@ -40,7 +61,7 @@ export class LastUseRecorder {
     this.pending = new Map();
     try {
       // A client that puts its token in the User-Agent must not get it stored; redacted here, off the hot path.
-      await this.store.recordLastUse([...batch].map(([id, v]) => ({ id, ...v, agent: v.agent === null ? null : redactTokens(v.agent) })));
+      await this.sink.recordLastUse([...batch].map(([id, v]) => ({ id, ...v, agent: v.agent === null ? null : redactTokens(v.agent) })));
     } catch (err) {
       // Keep what failed for the next attempt, unless newer facts arrived meanwhile.
       for (const [id, v] of batch) if (!this.pending.has(id)) this.pending.set(id, v);

@@ -4,7 +4,7 @@ import type { AuthorityEvents } from '../authority/events.js';
 import type { Store } from '../store/store.js';
 import { type ParseFailure, isSameToken, parseToken, peekId, secretMatches } from '../token/format.js';
 import type { RequestOrigin } from './request-origin.js';
-import { LastUseRecorder } from './last-use.js';
+import { LastUseRecorder, type LastUseSink } from './last-use.js';
 import { FailureLimiter } from './failure-limiter.js';
 
 export interface Identity {
@@ -96,9 +96,11 @@ export class Verifier {
     private readonly clock: Clock,
     private readonly options: VerifierOptions,
     events?: AuthorityEvents,
+    /** Where last-use batches go; the store unless said (an auth thread hands them to the main thread). */
+    lastUseSink: LastUseSink = store,
   ) {
     this.limiter = new FailureLimiter(clock, options.failureLimit, options.failureWindowMs);
-    this.lastUse = new LastUseRecorder(store);
+    this.lastUse = new LastUseRecorder(lastUseSink);
     events?.on('token-revoked', (id) => this.invalidate(id));
     events?.on('actor-changed', (actorId) => this.invalidateActor(actorId));
   }
