@@ -102,6 +102,8 @@ describe("recipe 002 (Ezmeral): a user's short-lived token followed from its Sec
     k8s.deleteNamespace('user-alice');
     clock.advance(9 * MIN); // past the next refresh, before the second token's expiry
     await settle();
+    // The refresh reads the Secret over the network: on a busy machine it may need a few more ticks (at most 30 s of clock).
+    for (let i = 0; i < 30 && (await binding()).healthy; i++) await settle(1);
     const b = await binding();
     expect(b.healthy).toBe(false);
     expect(b.lastError).toContain('Secret user-alice/access-token not found: the user may have been offboarded');
