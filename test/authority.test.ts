@@ -6,6 +6,7 @@ import type { Store } from '../src/store/store.js';
 import { Verifier } from '../src/verify/verifier.js';
 import type { Core } from '../src/core.js';
 import { startTestCore } from './support/core.js';
+import { verifierSubscriber } from '../src/verify/fanout.js';
 
 const DAY = 86_400_000;
 let store: Store;
@@ -104,7 +105,8 @@ describe('authority rules', () => {
   it('expired and revoked tokens never verify', async () => {
     await authority.createActor(admin, { name: 'bot-a', kind: 'service', roles: ['metrics-read'] });
     const short = await authority.createToken(admin, { actor: 'bot-a', name: 's', scopes: ['metrics.read'], lifetimeMs: 60_000 });
-    const verifier = new Verifier(store, clock, { cacheTtlMs: 10_000, negativeTtlMs: 10_000, cacheSize: 10, failureLimit: 0, failureWindowMs: 1 }, authority.events);
+    const verifier = new Verifier(store, clock, { cacheTtlMs: 10_000, negativeTtlMs: 10_000, cacheSize: 10, failureLimit: 0, failureWindowMs: 1 });
+    core.fanout.subscribe(verifierSubscriber(verifier));
     const src = { ip: '1.2.3.4', userAgent: null };
     expect((await verifier.verify(short.plaintext, src)).ok).toBe(true);
     clock.advance(60_000);

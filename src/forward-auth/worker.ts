@@ -62,7 +62,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
     send({ type: 'failed', message: `${data.name} cannot open the store: ${(err as Error).message}` });
     return;
   }
-  const verifier = new Verifier(store, systemClock, data.verifier, undefined, {
+  const verifier = new Verifier(store, systemClock, data.verifier, {
     recordLastUse: async (rows) => send({ type: 'last-use', rows }),
   });
   const counts = new Float64Array(data.results);

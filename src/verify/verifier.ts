@@ -1,6 +1,5 @@
 import type { Clock } from '../clock.js';
 import type { ResolvedConfig } from '../config/server-config.js';
-import type { AuthorityEvents } from '../authority/events.js';
 import type { Store } from '../store/store.js';
 import { type ParseFailure, isSameToken, parseToken, peekId, secretMatches } from '../token/format.js';
 import type { RequestOrigin } from './request-origin.js';
@@ -95,14 +94,11 @@ export class Verifier {
     private readonly store: Store,
     private readonly clock: Clock,
     private readonly options: VerifierOptions,
-    events?: AuthorityEvents,
     /** Where last-use batches go; the store unless said (an auth thread hands them to the main thread). */
     lastUseSink: LastUseSink = store,
   ) {
     this.limiter = new FailureLimiter(clock, options.failureLimit, options.failureWindowMs);
     this.lastUse = new LastUseRecorder(lastUseSink);
-    events?.on('token-revoked', (id) => this.invalidate(id));
-    events?.on('actor-changed', (actorId) => this.invalidateActor(actorId));
   }
 
   /**
