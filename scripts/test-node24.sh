@@ -8,6 +8,7 @@
 #
 #   scripts/test-node24.sh                       every test file
 #   scripts/test-node24.sh test/cli.test.ts ...  these files
+#   scripts/test-node24.sh --bench               `npm run bench` on Node 24 instead (npm run bench:node24)
 # Environment: NODE24 (a node 24 binary; installed into $TW_NODE24_HOME when unset),
 # TW_NODE24_HOME (default /opt/node24), TW_NODE24_WORK (the copy; default /tmp/tokenwarden-node24).
 set -euo pipefail
@@ -61,6 +62,9 @@ export PATH="$(dirname "$NODE24"):$PATH"
 node --version
 node -e "new (require('better-sqlite3'))(':memory:').prepare('select 1').get()" # the native module loads
 npm run build >/dev/null
+if [ "${1:-}" = "--bench" ]; then
+  exec npm run bench
+fi
 npx tsc -p tsconfig.test.json
 rm -rf test-output
 mkdir -p test-output

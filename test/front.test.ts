@@ -202,7 +202,8 @@ describe('the front: its socket, shutdown, and who gets it', () => {
 
 describe('verify.threads', () => {
   it('reads auto or a number, from the file or TOKENWARDEN_VERIFY_THREADS, and refuses others naming the field', () => {
-    expect(loadConfig({ env: {} }).verify.threads).toBe(1);
+    expect(loadConfig({ env: {} }).verify.threads).toBe('auto');
+    expect(loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: '1' } }).verify.threads).toBe(1);
     expect(loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: 'auto' } }).verify.threads).toBe('auto');
     expect(loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: '2' } }).verify.threads).toBe(2);
     expect(() => loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: '0' } })).toThrow(/verify\.threads/);
@@ -217,6 +218,8 @@ describe('verify.threads', () => {
     expect(fallback).toMatchObject({ threads: 1, reusePort: false });
     expect(fallback.note).toMatch(/verify\.threads 2 needs Node >= 22\.12/);
     expect(frontThreads('auto', true).threads).toBeGreaterThanOrEqual(1);
+    // The default says nothing where the runtime cannot share a port: auto is one thread there.
+    expect(frontThreads('auto', false)).toEqual({ threads: 1, reusePort: false });
     expect(hasReusePort('22.12.0', 'linux')).toBe(true);
     expect(hasReusePort('24.1.0', 'linux')).toBe(true);
     expect(hasReusePort('22.11.0', 'linux')).toBe(false);

@@ -260,12 +260,14 @@ export function usableCpus(): number {
 
 /**
  * verify.threads → how many front threads to run. Without reusePort (Node 20, or not Linux)
- * one thread owns the port: the fallback is a single thread, with `note` saying why.
+ * one thread owns the port: `auto` (the default) then quietly means one, and an explicit number
+ * above one falls back to one with `note` saying why.
  */
 export function frontThreads(setting: number | 'auto', reusePort = hasReusePort()): { threads: number; reusePort: boolean; note?: string } {
   const wanted = setting === 'auto' ? usableCpus() : setting;
   if (wanted <= 1) return { threads: 1, reusePort: false };
   if (!reusePort) {
+    if (setting === 'auto') return { threads: 1, reusePort: false };
     return { threads: 1, reusePort: false, note: `verify.threads ${setting} needs Node >= 22.12 on Linux (reusePort); this is Node ${process.versions.node} on ${process.platform}, so one thread serves the port` };
   }
   return { threads: wanted, reusePort: true };
