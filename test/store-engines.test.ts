@@ -8,6 +8,7 @@ import { Store } from '../src/store/store.js';
 import { Verifier } from '../src/verify/verifier.js';
 import { rememberSecret, tempDir } from './support/output.js';
 import { type PostgresServer, startPostgres } from './support/postgres.js';
+import { lastUseBatchOf } from '../src/store/verify-lookup.js';
 
 /** The same store behaviour, case by case, on the embedded SQLite file and on a real PostgreSQL server. */
 const DAY = 86_400_000;
@@ -109,8 +110,8 @@ describe.each(['sqlite', 'postgres'] as const)('store on %s', (engine) => {
     await authority.createActor(admin, { name: 'bot-a', kind: 'service', roles: ['metrics-read'] });
     const t = await authority.createToken(admin, { actor: 'bot-a', name: 's', scopes: ['metrics.read'] });
     const at = clock.now() + 5000;
-    await store.recordLastUse([{ id: t.token.id, at, ip: '10.1.2.3', agent: 'prometheus/2.42' }]);
-    await store.recordLastUse([{ id: t.token.id, at: at - 1000, ip: '10.9.9.9', agent: 'old' }]);
+    await store.recordLastUse(lastUseBatchOf([{ id: t.token.id, at, ip: '10.1.2.3', agent: 'prometheus/2.42' }]));
+    await store.recordLastUse(lastUseBatchOf([{ id: t.token.id, at: at - 1000, ip: '10.9.9.9', agent: 'old' }]));
     expect(await store.findToken(t.token.id)).toMatchObject({ last_used_at: at, last_used_ip: '10.1.2.3', last_used_agent: 'prometheus/2.42' });
   });
 

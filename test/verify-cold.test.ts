@@ -7,6 +7,7 @@ import { Store } from '../src/store/store.js';
 import { Verifier } from '../src/verify/verifier.js';
 import { rememberSecret, tempDir } from './support/output.js';
 import { type PostgresServer, startPostgres } from './support/postgres.js';
+import { lastUseBatchOf } from '../src/store/verify-lookup.js';
 
 /**
  * The cold path (no verdict cache): one prepared read of the token with its identity, and the
@@ -111,10 +112,10 @@ describe.each(['sqlite', 'postgres'] as const)('cold checks on %s', (engine) => 
 
   it('writes last uses in batches that never move a last use backwards', async () => {
     const id = token.slice(4, 16);
-    await store.recordLastUse([{ id, at: 5000, ip: '10.1.1.1', agent: 'a' }, { id: 'nosuchtoken0', at: 1, ip: null, agent: null }]);
-    await store.recordLastUse([{ id, at: 4000, ip: '10.2.2.2', agent: 'old' }]);
+    await store.recordLastUse(lastUseBatchOf([{ id, at: 5000, ip: '10.1.1.1', agent: 'a' }, { id: 'nosuchtoken0', at: 1, ip: null, agent: null }]));
+    await store.recordLastUse(lastUseBatchOf([{ id, at: 4000, ip: '10.2.2.2', agent: 'old' }]));
     expect(await store.findToken(id)).toMatchObject({ last_used_at: 5000, last_used_ip: '10.1.1.1', last_used_agent: 'a' });
-    await store.recordLastUse([{ id, at: 6000, ip: null, agent: null }]);
+    await store.recordLastUse(lastUseBatchOf([{ id, at: 6000, ip: null, agent: null }]));
     expect(await store.findToken(id)).toMatchObject({ last_used_at: 6000, last_used_ip: null, last_used_agent: null });
   });
 });

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { ResolvedConfig } from '../config/server-config.js';
-import type { LastUseRow } from '../verify/last-use.js';
+import type { LastUseBatch } from '../verify/last-use.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../observe/metrics.js';
 import { VERIFY_RESULTS, verifierOptions } from '../verify/verifier.js';
@@ -16,7 +16,7 @@ import { keepAliveTimeoutOf } from '../tls.js';
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
 
-type Deps = { metrics: Metrics; logger: Logger; /** The main thread's recorder, which writes the threads' last uses and lets rotation see them at once. */ lastUse?: { absorb(rows: LastUseRow[]): void } };
+type Deps = { metrics: Metrics; logger: Logger; /** The main thread's recorder, which writes the threads' last uses and lets rotation see them at once. */ lastUse?: { absorb(batch: LastUseBatch): void } };
 
 /** One thread of a listener: its settings, its counts, and its restart state. */
 interface Slot {
@@ -184,7 +184,7 @@ export class ForwardAuthListener {
       let listening = false;
       worker.on('message', (m: FromAuthWorker) => {
         if (m.type === 'log') this.relay(m.line, name);
-        else if (m.type === 'last-use') this.lastUse?.absorb(m.rows);
+        else if (m.type === 'last-use') this.lastUse?.absorb(m.batch);
         else if (m.type === 'listening') {
           listening = true;
           this.url = m.url;

@@ -4,7 +4,7 @@ import { systemClock } from '../clock.js';
 import { createLogger } from '../log.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
-import type { LastUseRow } from '../verify/last-use.js';
+import type { LastUseBatch } from '../verify/last-use.js';
 import { VERIFY_RESULTS, Verifier, type VerifierOptions } from '../verify/verifier.js';
 import { type ForwardAuthOptions, createForwardAuthHandler, isForwardAuthPath } from './handler.js';
 import { createFrontProxy } from './front-proxy.js';
@@ -43,7 +43,7 @@ export type FromAuthWorker =
   | { type: 'failed'; message: string }
   | { type: 'closed' }
   /** Last uses seen here: the main thread writes them, so this thread never writes to the store on its event loop. */
-  | { type: 'last-use'; rows: LastUseRow[] }
+  | { type: 'last-use'; batch: LastUseBatch }
   /** One JSON log line (already redacted), written by the main thread's logger so that all lines go where it writes. */
   | { type: 'log'; line: string };
 
@@ -63,7 +63,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
     return;
   }
   const verifier = new Verifier(store, systemClock, data.verifier, {
-    recordLastUse: async (rows) => send({ type: 'last-use', rows }),
+    recordLastUse: async (batch) => send({ type: 'last-use', batch }),
   });
   const counts = new Float64Array(data.results);
   const slot = Object.fromEntries(VERIFY_RESULTS.map((r, i) => [r, i])) as Record<(typeof VERIFY_RESULTS)[number], number>;

@@ -6,7 +6,7 @@ import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 import { createPrivateFile, makePrivateDir, narrowToPrivate } from '../private-files.js';
 import {
-  type LastUse,
+  type LastUseBatch,
   type VerifyLookup,
   postgresLastUseWriter,
   postgresLookup,
@@ -22,7 +22,7 @@ export interface Connection {
   /** The verifier's prepared point reads (verify-lookup.ts). */
   lookup: VerifyLookup;
   /** A batch of last uses, written in one statement (PostgreSQL) or one transaction of one prepared statement (SQLite). */
-  writeLastUse(rows: readonly LastUse[]): Promise<void>;
+  writeLastUse(batch: LastUseBatch): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Connection } from './connect.js';
 import { notifyGrantsChanged, notifyRevoked } from './pg-notify.js';
 import type { ActorTable, AuditTable, Database, RoleTable, ScopeTable, TokenTable } from './schema.js';
-import { type VerifyLookup, effectiveScopes } from './verify-lookup.js';
+import { type LastUseBatch, type VerifyLookup, effectiveScopes } from './verify-lookup.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 export type AuditRow = Omit<AuditTable, 'seq'> & { seq: number };
@@ -268,10 +268,10 @@ export class Store {
       .where('revoked_at', '>=', since)
       .execute() as Promise<{ id: string; revoked_at: number }[]>;
   }
-  async recordLastUse(rows: { id: string; at: number; ip: string | null; agent: string | null }[]): Promise<void> {
-    if (!rows.length) return;
+  async recordLastUse(batch: LastUseBatch): Promise<void> {
+    if (!batch.ids.length) return;
     if (this.db !== this.conn.db) throw new Error('recordLastUse runs outside transactions: it writes through the connection itself');
-    await this.conn.writeLastUse(rows);
+    await this.conn.writeLastUse(batch);
   }
 
   // audit

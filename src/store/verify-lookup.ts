@@ -51,12 +51,25 @@ export function effectiveScopes(direct: string | undefined, roles: readonly (str
   return [...all].sort();
 }
 
-/** One token's latest use, as the verifier's LastUseRecorder batches them. */
-export interface LastUse {
-  id: string;
-  at: number;
-  ip: string | null;
-  agent: string | null;
+/**
+ * Tokens' latest uses, column by column (entry i of each array is one token's): the verifier's
+ * LastUseRecorder fills it, an auth thread hands it to the main thread as it is (four arrays of
+ * primitives cross threads without an object per use), and PostgreSQL's unnest takes the columns.
+ */
+export interface LastUseBatch {
+  ids: string[];
+  at: number[];
+  ip: (string | null)[];
+  agent: (string | null)[];
+}
+
+export function emptyLastUseBatch(): LastUseBatch {
+  return { ids: [], at: [], ip: [], agent: [] };
+}
+
+/** A batch from single uses (tests, one-off callers). */
+export function lastUseBatchOf(uses: readonly { id: string; at: number; ip: string | null; agent: string | null }[]): LastUseBatch {
+  return { ids: uses.map((u) => u.id), at: uses.map((u) => u.at), ip: uses.map((u) => u.ip), agent: uses.map((u) => u.agent) };
 }
 
 /** Never moves a token's last use backwards (replicas flush out of order). */
@@ -72,28 +85,24 @@ const LAST_USE_POSTGRES =
  * while no other operation holds the writing connection (Kysely's own connection lock), so the
  * synchronous transaction never interleaves with another operation's open one.
  */
-export function sqliteLastUseWriter(file: SQLite.Database, exclusive: (work: () => void) => Promise<void>): (rows: readonly LastUse[]) => Promise<void> {
-  let write: ((rows: readonly LastUse[]) => void) | undefined;
-  return (rows) =>
+export function sqliteLastUseWriter(file: SQLite.Database, exclusive: (work: () => void) => Promise<void>): (batch: LastUseBatch) => Promise<void> {
+  let write: ((batch: LastUseBatch) => void) | undefined;
+  return (batch) =>
     exclusive(() => {
       if (!write) {
         const update = file.prepare<[number, string | null, string | null, string, number]>(LAST_USE_SQLITE);
-        write = file.transaction((batch: readonly LastUse[]) => {
-          for (const r of batch) update.run(r.at, r.ip, r.agent, r.id, r.at);
+        write = file.transaction((b: LastUseBatch) => {
+          for (let i = 0; i < b.ids.length; i++) update.run(b.at[i]!, b.ip[i]!, b.agent[i]!, b.ids[i]!, b.at[i]!);
         });
       }
-      write(rows);
+      write(batch);
     });
 }
 
 /** A batch of last uses in one named statement: one round trip whatever its size. */
-export function postgresLastUseWriter(pool: pg.Pool): (rows: readonly LastUse[]) => Promise<void> {
-  return async (rows) => {
-    await pool.query({
-      name: 'tokenwarden_last_use',
-      text: LAST_USE_POSTGRES,
-      values: [rows.map((r) => r.id), rows.map((r) => r.at), rows.map((r) => r.ip), rows.map((r) => r.agent)],
-    });
+export function postgresLastUseWriter(pool: pg.Pool): (batch: LastUseBatch) => Promise<void> {
+  return async (batch) => {
+    await pool.query({ name: 'tokenwarden_last_use', text: LAST_USE_POSTGRES, values: [batch.ids, batch.at, batch.ip, batch.agent] });
   };
 }
 
