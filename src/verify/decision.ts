@@ -22,9 +22,8 @@ const REALM = 'realm="tokenwarden"';
 export type Refusal = { status: 400 | 401 | 403 | 429; error: string; description: string; scope?: string; retryAfter?: number };
 export type Decision = { status: 200; identity: Identity } | Refusal;
 
-/** Verdicts are mostly shared constants (see Verifier), so their decisions can be too. */
+/** Refusing verdicts are shared constants (see Verifier), so their decisions can be too; an allowing verdict is its own decision. */
 const refusalOf = new WeakMap<Verification, Refusal>();
-const allowedOf = new WeakMap<Identity, Decision>();
 
 /** The verdict plus the scope requirement → what to answer. */
 export function toDecision(verifier: Verifier, v: Verification, requirement: Requirement): Decision {
@@ -49,9 +48,7 @@ export function toDecision(verifier: Verifier, v: Verification, requirement: Req
       scope: requirement.scopes.join(' '),
     };
   }
-  let d = allowedOf.get(v.identity);
-  if (d === undefined) allowedOf.set(v.identity, (d = { status: 200, identity: v.identity }));
-  return d;
+  return v;
 }
 
 /** The answer to a request carrying more than one credential (see credentialOf). */

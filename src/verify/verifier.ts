@@ -29,7 +29,8 @@ export const VERIFY_RESULTS = [
 export type VerifyResult = (typeof VERIFY_RESULTS)[number];
 
 export type Verification =
-  | { ok: true; identity: Identity }
+  /** `status: 200` lets the verdict be the decision to allow as well (decision.ts), with nothing built per request. */
+  | { ok: true; status: 200; identity: Identity }
   | { ok: false; reason: FailureReason; detail: string; parseFailure?: ParseFailure; /** rate_limited: whole seconds left in the window. */ retryAfter?: number };
 
 export interface VerifierOptions {
@@ -163,7 +164,7 @@ export class Verifier {
       return this.failed(key, found.reason);
     }
     const { identity, hash } = found;
-    const verdict: Verification = Object.freeze({ ok: true as const, identity });
+    const verdict: Verification = Object.freeze({ ok: true as const, status: 200 as const, identity });
     const until = Math.min(now + this.options.cacheTtlMs, identity.expiresAt);
     if (until > now) this.cachePositive(parsed.id, { hash, checksum: parsed.checksum, identity, verdict, until });
     this.lastUse.note(parsed.id, now, source);
@@ -192,7 +193,7 @@ export class Verifier {
       return { verdict, tokenId: null, wrongSecret: false, parseFailure: parsed.reason };
     }
     const found = await this.resolve(parsed, this.clock.now());
-    if ('identity' in found) return { verdict: { ok: true, identity: found.identity }, tokenId: parsed.id, wrongSecret: false };
+    if ('identity' in found) return { verdict: { ok: true, status: 200, identity: found.identity }, tokenId: parsed.id, wrongSecret: false };
     return { verdict: { ok: false, reason: found.reason, detail: FAILURE_DETAIL[found.reason] }, tokenId: parsed.id, wrongSecret: found.wrongSecret === true };
   }
 
