@@ -83,7 +83,7 @@ export class Verifier {
    * fan-out (authority events, the ChangeWatch poll, PostgreSQL NOTIFY, the auth thread's messages)
    * calls `invalidateActor`. Whether an identity is disabled is read with its token on every cold check.
    */
-  private readonly held = new Map<string, ReadonlySet<string>>();
+  private readonly held = new Map<string, HeldScopes>();
   /** Bumped by every invalidation, so that scopes read before one are not kept after it. */
   private heldEpoch = 0;
   readonly limiter: FailureLimiter;
@@ -215,7 +215,7 @@ export class Verifier {
       actorId: row.actor_id,
       actorName: row.actor_name,
       actorKind: row.actor_kind,
-      scopes: Object.freeze((JSON.parse(row.scopes) as string[]).filter((s) => held.has(s))),
+      scopes: held.of(row.scopes),
       issuedAt: row.created_at,
       expiresAt: row.expires_at,
     });
@@ -240,9 +240,9 @@ export class Verifier {
     for (const [id, entry] of this.positive) if (actorId === '*' || entry.identity.actorId === actorId) this.positive.delete(id);
   }
 
-  private async loadHeld(actorId: string): Promise<ReadonlySet<string>> {
+  private async loadHeld(actorId: string): Promise<HeldScopes> {
     const epoch = this.heldEpoch;
-    const held: ReadonlySet<string> = new Set(await this.store.lookup.scopesOfActor(actorId));
+    const held = new HeldScopes(await this.store.lookup.scopesOfActor(actorId));
     if (epoch === this.heldEpoch) {
       if (this.held.size >= HELD_ENTRIES) this.held.delete(this.held.keys().next().value!);
       this.held.set(actorId, held);
@@ -325,6 +325,33 @@ const MALFORMED = Object.fromEntries(
 ) as Record<Exclude<ParseFailure, 'empty'>, Verification>;
 
 const NONE: readonly string[] = Object.freeze([]);
+
+/**
+ * An identity's effective scopes, and what they leave of each token's scopes: an identity's tokens
+ * mostly carry the same few scope lists, so a cold check reuses the one answer for its list (no
+ * JSON parse or array per check). Dropped with the identity's entry on a grant change.
+ */
+class HeldScopes {
+  private readonly set: ReadonlySet<string>;
+  private readonly granted = new Map<string, readonly string[]>();
+
+  constructor(scopes: readonly string[]) {
+    this.set = new Set(scopes);
+  }
+
+  /** The token's scopes (its stored JSON list) that the identity still holds. */
+  of(tokenScopes: string): readonly string[] {
+    let kept = this.granted.get(tokenScopes);
+    if (kept === undefined) {
+      kept = Object.freeze((JSON.parse(tokenScopes) as string[]).filter((s) => this.set.has(s)));
+      if (this.granted.size < GRANTED_LISTS) this.granted.set(tokenScopes, kept);
+    }
+    return kept;
+  }
+}
+
+/** Distinct token scope lists remembered per identity. */
+const GRANTED_LISTS = 64;
 
 /** Identities whose scopes are kept in memory; the oldest is dropped beyond this. */
 const HELD_ENTRIES = 100_000;
