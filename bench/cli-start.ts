@@ -17,7 +17,7 @@ export interface CliStartRow {
   target: number;
 }
 
-const BIN = resolve('bin/tokenwarden.js');
+const BIN = resolve('bin/tokenwarden.cjs');
 
 function timeOnce(args: string[], env: NodeJS.ProcessEnv): number {
   const t0 = process.hrtime.bigint();

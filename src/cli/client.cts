@@ -1,10 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-
-// The YAML parser is loaded only when there is a CLI config file to read (it is a CommonJS package, so this is the same module an import would give).
-const require = createRequire(import.meta.url);
 
 /** Exit codes: one meaning each, so scripts can tell what went wrong. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, auth: 3, server: 4, unreachable: 5 } as const;
@@ -28,6 +24,7 @@ export function cliConfigPath(): string {
 export function resolveClientSettings(flags: { server?: string; token?: string; tokenFile?: string }): ClientSettings {
   let file: Partial<ClientSettings> = {};
   const path = cliConfigPath();
+  // The YAML parser is loaded only when there is a CLI config file to read.
   if (existsSync(path)) file = ((require('yaml') as typeof import('yaml')).parse(readFileSync(path, 'utf8')) as Partial<ClientSettings>) ?? {};
   let token = flags.token ?? process.env.TOKENWARDEN_TOKEN ?? file.token;
   const tokenFile = flags.tokenFile ?? process.env.TOKENWARDEN_TOKEN_FILE;
@@ -77,7 +74,7 @@ export class ApiClient {
  */
 async function send(url: string, method: string, headers: Record<string, string>, body: string | undefined): Promise<{ status: number; statusText: string; text: string }> {
   const target = new URL(url);
-  const { request } = target.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  const { request } = target.protocol === 'https:' ? (require('node:https') as typeof import('node:https')) : (require('node:http') as typeof import('node:http'));
   return new Promise((resolve, reject) => {
     const req = request(target, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
       const chunks: Buffer[] = [];
