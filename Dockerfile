@@ -40,5 +40,5 @@ USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.TOKENWARDEN_LISTEN_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "/app/bin/tokenwarden.js"]
+ENTRYPOINT ["node", "/app/bin/tokenwarden.cjs"]
 CMD ["serve"]

@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     exclude: ['test/leak-check/**'],
-    // Tests that spawn bin/tokenwarden.js run dist/: rebuilt first when the sources are newer.
+    // Tests that spawn bin/tokenwarden.cjs run dist/: rebuilt first when the sources are newer.
     globalSetup: ['test/support/build.ts'],
     pool: 'forks',
     testTimeout: 60_000,

@@ -27,7 +27,7 @@ const SCALE = (process.env.BENCH_SCALE ?? (process.env.BENCH_FULL === '1' ? '10,
 const PG_TOKENS = Number(process.env.BENCH_PG_TOKENS ?? 10_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'tokenwarden-bench-'));
-const BIN = resolve('bin/tokenwarden.js');
+const BIN = resolve('bin/tokenwarden.cjs');
 /** `tokenwarden serve` with the default configuration, as the README starts it: only its data directory and port differ. */
 const serveArgs = (port: number, data: string) => [BIN, 'serve', '--port', String(port), '--store', join(data, 'tokenwarden.db'), '--bootstrap-token-file', join(data, 'admin.token')];
 const children: ChildProcess[] = [];

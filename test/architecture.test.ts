@@ -12,7 +12,7 @@ function files(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) files(p, out);
-    else if (p.endsWith('.ts')) out.push(p);
+    else if (p.endsWith('.ts') || p.endsWith('.cts')) out.push(p); // .cts: the CLI's CommonJS modules
   }
   return out;
 }
@@ -33,7 +33,7 @@ export function folderGraph(): Map<string, Map<string, string[]>> {
     for (const m of text.matchAll(IMPORT)) {
       const spec = m[1] ?? m[2] ?? m[3];
       if (!spec?.startsWith('.')) continue;
-      const target = resolve(dirname(file), spec).replace(/\.js$/, '.ts');
+      const target = resolve(dirname(file), spec).replace(/\.js$/, '.ts').replace(/\.cjs$/, '.cts');
       if (!target.startsWith(SRC)) continue;
       const to = folderOf(target);
       if (to === from) continue;

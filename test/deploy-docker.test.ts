@@ -91,9 +91,9 @@ describe('Dockerfile', () => {
   });
 
   it('starts the CLI entry point that exists in the repository', () => {
-    expect(steps(runtime, 'ENTRYPOINT').map((s) => JSON.parse(s.args))).toEqual([['node', '/app/bin/tokenwarden.js']]);
+    expect(steps(runtime, 'ENTRYPOINT').map((s) => JSON.parse(s.args))).toEqual([['node', '/app/bin/tokenwarden.cjs']]);
     expect(steps(runtime, 'CMD').map((s) => JSON.parse(s.args))).toEqual([['serve']]);
-    expect(existsSync('bin/tokenwarden.js')).toBe(true);
+    expect(existsSync('bin/tokenwarden.cjs')).toBe(true);
     expect(steps(runtime, 'WORKDIR').map((s) => s.args)).toEqual(['/app']);
   });
 

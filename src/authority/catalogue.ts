@@ -36,3 +36,8 @@ export const ROLE_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 /** Lowercase names (Gafaelfawr's rule), with @ and . so an e-mail can name a user. */
 export const ACTOR_NAME = /^[a-z0-9][a-z0-9._@-]{0,127}$/;
 export const SERVICE_PREFIX = 'bot-';
+
+/** The kind a name implies: `bot-…` names are service identities, every other name a user (here, beside the prefix, so the CLI reads it without the issuance policy's imports). */
+export function kindForName(name: string): 'user' | 'service' {
+  return name.startsWith(SERVICE_PREFIX) ? 'service' : 'user';
+}

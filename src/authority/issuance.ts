@@ -80,11 +80,6 @@ export function isServiceIdentity(actor: Pick<ActorTable, 'kind' | 'name'>): boo
   return actor.kind === 'service' && actor.name.startsWith(SERVICE_PREFIX);
 }
 
-/** The kind a name implies: `bot-…` names are service identities, every other name a user. */
-export function kindForName(name: string): 'user' | 'service' {
-  return name.startsWith(SERVICE_PREFIX) ? 'service' : 'user';
-}
-
 export function validateActorName(name: string, kind: 'user' | 'service'): void {
   if (!ACTOR_NAME.test(name ?? '')) {
     throw problem.invalid('name', `"${name}" is not a valid identity name: lowercase letters, digits, ".", "_", "@" and "-", starting with a letter or digit`);

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT } from './client.cjs';
 
 /**
  * `tokenwarden agent`: sources → sinks, no API server. Long-running as a sidecar, or `--once`

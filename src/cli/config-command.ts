@@ -2,8 +2,8 @@ import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { ResolvedConfig } from '../config/server-config.js';
-import { CliError, EXIT } from './client.js';
-import type { OutputFormat } from './output.js';
+import { CliError, EXIT } from './client.cjs';
+import type { OutputFormat } from './output.cjs';
 
 /**
  * Keys whose values are credentials wherever they appear (upstream sources, bindings, …).

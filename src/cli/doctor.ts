@@ -5,9 +5,9 @@ import type { Diagnosis } from '../observe/doctor/diagnose.js';
 import type { HttpFinding, TlsFinding } from '../observe/doctor/probe.js';
 import type { TokenSource } from '../observe/doctor/token-source.js';
 import type { ParseFailure } from '../token/format.js';
-import { type ApiClient, CliError, EXIT } from './client.js';
-import type { OutputFormat } from './output.js';
-import { readStdin } from './stdin.js';
+import { type ApiClient, CliError, EXIT } from './client.cjs';
+import type { OutputFormat } from './output.cjs';
+import { readStdin } from './stdin.cjs';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 const collect = (value: string, prev: string[]) => [...prev, ...value.split(/[ ,]+/).filter(Boolean)];

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT } from './client.cjs';
 
 interface GateFlags {
   upstream: string;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parseDuration } from '../clock.js';
 import { Problem } from '../errors.js';
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT } from './client.cjs';
 import { loadServeConfig } from './serve.js';
 
 /**

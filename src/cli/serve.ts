@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { CliError, EXIT } from './client.js';
+import { CliError, EXIT } from './client.cjs';
 
 export function registerServe(program: Command): void {
   program

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
-import { HELP_FILE } from './fast.js';
-import { buildProgram } from './main.js';
+import { HELP_FILE } from './fast.cjs';
+import { buildProgram } from './main.cjs';
 
 /**
  * Run by `npm run build`: writes the top-level help as the parser prints it to a pipe (80 columns,

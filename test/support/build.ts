@@ -3,7 +3,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 /**
- * Vitest global setup: tests that spawn `bin/tokenwarden.js` run `dist/`, so the build is
+ * Vitest global setup: tests that spawn `bin/tokenwarden.cjs` run `dist/`, so the build is
  * brought up to date with the sources in front of you before any test starts. A fresh build
  * (scripts/test-all.sh builds first; `npm run build` stamps dist/.built-at) costs one directory walk.
  */

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 
-export const BIN = resolve('bin/tokenwarden.js');
+export const BIN = resolve('bin/tokenwarden.cjs');
 
 export interface CliResult {
   code: number;

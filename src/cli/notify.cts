@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { CliError, EXIT, type ApiClient } from './client.js';
-import { type OutputFormat, print } from './output.js';
+import { CliError, EXIT, type ApiClient } from './client.cjs';
+import { type OutputFormat, print } from './output.cjs';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { type ApiClient, CliError, EXIT } from './client.js';
-import { type OutputFormat, print, relative } from './output.js';
+import { type ApiClient, CliError, EXIT } from './client.cjs';
+import { type OutputFormat, print, relative } from './output.cjs';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 
@@ -56,7 +56,7 @@ const HISTORY_COLUMNS: [string, (r: any) => unknown][] = [
 
 /** Reads one binding, a list, or a `bindings:` list (the config file's shape) from YAML or JSON. */
 export async function readBindingFile(path: string): Promise<Record<string, unknown>[]> {
-  const { parse: parseYaml } = await import('yaml');
+  const { parse: parseYaml } = require('yaml') as typeof import('yaml');
   let text: string;
   try {
     text = path === '-' ? readFileSync(0, 'utf8') : readFileSync(path, 'utf8');

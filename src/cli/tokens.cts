@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { type OutputFormat, print, relative } from './output.js';
-import { type ApiClient, CliError, EXIT } from './client.js';
+import { type OutputFormat, print, relative } from './output.cjs';
+import { type ApiClient, CliError, EXIT } from './client.cjs';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 

@@ -1,10 +1,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { ApiClient, type ApiClient as Client, CliError, EXIT, cliConfigPath } from './client.js';
-import { type OutputFormat, print } from './output.js';
-import { readStdin } from './stdin.js';
-import { kindForName } from '../authority/issuance.js';
+import { ApiClient, type ApiClient as Client, CliError, EXIT, cliConfigPath } from './client.cjs';
+import { type OutputFormat, print } from './output.cjs';
+import { readStdin } from './stdin.cjs';
 
 type Ctx = () => { client: Client; output: OutputFormat };
 const collect = (value: string, prev: string[]) => [...prev, ...value.split(',').map((s) => s.trim()).filter(Boolean)];
@@ -41,7 +40,7 @@ export function registerAdminCommands(program: Command, ctx: Ctx): void {
       if (!token) throw new CliError('give the token with --token, TOKENWARDEN_TOKEN or --token-stdin', EXIT.usage);
       const who = await new ApiClient({ ...client.settings, token }).request('GET', '/api/v1/whoami');
       const path = cliConfigPath();
-      const { stringify } = await import('yaml');
+      const { stringify } = require('yaml') as typeof import('yaml');
       mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, stringify({ server: client.settings.server, token }), { mode: 0o600 });
       process.stdout.write(`signed in as ${who.actor}; saved to ${path}\n`);
@@ -57,7 +56,8 @@ export function registerAdminCommands(program: Command, ctx: Ctx): void {
     .option('-d, --description <text>', 'what it is for')
     .action(async (name: string, o: { kind?: string; role: string[]; scope: string[]; description?: string }) => {
       const { client, output } = ctx();
-      const kind = o.kind ?? kindForName(name);
+      // The naming rule is an ES module: imported only when the kind is not given.
+      const kind = o.kind ?? (await import('../authority/catalogue.js')).kindForName(name);
       print(
         output,
         await client.request('POST', '/api/v1/actors', { name, kind, roles: o.role, scopes: o.scope, ...(o.description ? { description: o.description } : {}) }),

@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
-import { ApiClient, CliError, EXIT, resolveClientSettings } from './client.js';
-import type { OutputFormat } from './output.js';
-import { VERSION } from './version.js';
+import { ApiClient, CliError, EXIT, resolveClientSettings } from './client.cjs';
+import { VERSION } from './fast.cjs';
+import type { OutputFormat } from './output.cjs';
 
 type Ctx = () => { client: ApiClient; output: OutputFormat };
 type Register = (program: Command, ctx: Ctx) => void;
@@ -9,6 +9,8 @@ type Register = (program: Command, ctx: Ctx) => void;
 /**
  * The command modules, in the order the help lists them. Each is loaded only when one of its
  * top-level commands runs (or for the full help), and each command's action loads what it uses.
+ * The commands that only talk to a server are CommonJS (.cts) and required; the others are ES
+ * modules, imported with the services they start.
  */
 const MODULES: { commands: string[]; load: () => Promise<Register> }[] = [
   { commands: ['serve'], load: async () => (await import('./serve.js')).registerServe },
@@ -16,11 +18,11 @@ const MODULES: { commands: string[]; load: () => Promise<Register> }[] = [
   { commands: ['config'], load: async () => (await import('./config-command.js')).registerConfigCommands },
   { commands: ['gate'], load: async () => (await import('./gate.js')).registerGate },
   { commands: ['agent'], load: async () => (await import('./agent.js')).registerAgent },
-  { commands: ['token'], load: async () => (await import('./tokens.js')).registerTokenCommands },
-  { commands: ['whoami', 'login', 'actor', 'role', 'scope', 'audit'], load: async () => (await import('./admin.js')).registerAdminCommands },
+  { commands: ['token'], load: async () => (require('./tokens.cjs') as typeof import('./tokens.cjs')).registerTokenCommands },
+  { commands: ['whoami', 'login', 'actor', 'role', 'scope', 'audit'], load: async () => (require('./admin.cjs') as typeof import('./admin.cjs')).registerAdminCommands },
   { commands: ['doctor'], load: async () => (await import('./doctor.js')).registerDoctorCommand },
-  { commands: ['notify'], load: async () => (await import('./notify.js')).registerNotifyCommands },
-  { commands: ['binding'], load: async () => (await import('./bindings.js')).registerBindingCommands },
+  { commands: ['notify'], load: async () => (require('./notify.cjs') as typeof import('./notify.cjs')).registerNotifyCommands },
+  { commands: ['binding'], load: async () => (require('./bindings.cjs') as typeof import('./bindings.cjs')).registerBindingCommands },
 ];
 
 /** Global options that take a value, to find the command name in argv. */
