@@ -20,6 +20,9 @@ import { type WrkResult, wrk } from './wrk.js';
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// A server just started is still compiling its hot path and collecting its start-up garbage (the API's schemas,
+// its libraries): every case is loaded this long once before the rounds, so the rounds measure the steady state.
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 5);
 const CONNECTIONS = 64;
 const THREADS = 2;
 // A million tokens take a minute or more to seed on a shared machine: only with BENCH_FULL=1 (or listed in BENCH_SCALE).
@@ -191,6 +194,10 @@ async function main() {
 
   const results = new Map<string, WrkResult[]>(cases.map((c) => [c.key, []]));
   const env = { BENCH_TOKENS: tokensFile };
+  if (WARMUP > 0) {
+    log(`warming every case up for ${WARMUP} s`);
+    for (const c of cases) await wrk(c.url, { connections: CONNECTIONS, threads: THREADS, header: c.header, script: c.script, env, seconds: WARMUP });
+  }
   for (let round = 1; round <= ROUNDS; round++) {
     for (const c of cases) {
       const opts = { connections: CONNECTIONS, threads: THREADS, header: c.header, script: c.script, env };
@@ -285,7 +292,7 @@ async function main() {
   const cli = process.env.BENCH_CLI === '0' ? [] : await cliStartRows();
 
   const out = process.stdout;
-  out.write(`\ntokenwarden bench: wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s on 127.0.0.1, median of ${ROUNDS} rounds, node ${process.version}, nginx 1 worker\n\n`);
+  out.write(`\ntokenwarden bench: wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s on 127.0.0.1, median of ${ROUNDS} rounds after ${WARMUP} s of warm-up per case, node ${process.version}, nginx 1 worker\n\n`);
   out.write(table(header, rows));
   out.write('\ntargets (req/s ratio, p99 ratio): see the last column. "a" rows: the same check on the authListen port (a thread of its own)\n');
   out.write('"d" rows: `tokenwarden serve` with the default configuration, the built bin, as the README starts it; (8c)/(8b): verify.threads 2 against 1 on the same 2 cores (wrk shares them)\n');
