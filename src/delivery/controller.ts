@@ -111,6 +111,8 @@ export class DeliveryController {
     if (!this.timer || this.queued) return;
     this.queued = true;
     setImmediate(() => {
+      // Stopped meanwhile (stop() has already waited for the passes it knew of): no pass after the store is closed.
+      if (!this.timer) return void (this.queued = false);
       void this.tick()
         .catch(() => undefined)
         .finally(() => (this.queued = false));
