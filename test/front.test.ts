@@ -80,7 +80,8 @@ describe('the front of the main port (listen.front: threads, the default)', () =
 
   it('is the default, and answers GET /auth exactly as the single-thread server on the same store', async () => {
     expect(loadConfig({ env: {} }).listen.front).toBe('threads');
-    expect(s.tw.front?.threads).toBe(1);
+    // verify.threads auto: one per CPU where the port can be shared (Node >= 22.12), else one.
+    expect(s.tw.front?.threads).toBe(frontThreads('auto').threads);
     expect(s.tw.url).toBe(s.tw.front!.url);
     const inline = await startTestServer({ dbPath: s.dbPath, adminToken: s.adminToken, config: { listen: { host: '127.0.0.1', port: 0, front: 'inline' } } });
     try {
@@ -202,7 +203,8 @@ describe('the front: its socket, shutdown, and who gets it', () => {
 
 describe('verify.threads', () => {
   it('reads auto or a number, from the file or TOKENWARDEN_VERIFY_THREADS, and refuses others naming the field', () => {
-    expect(loadConfig({ env: {} }).verify.threads).toBe(1);
+    expect(loadConfig({ env: {} }).verify.threads).toBe('auto');
+    expect(loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: '1' } }).verify.threads).toBe(1);
     expect(loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: 'auto' } }).verify.threads).toBe('auto');
     expect(loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: '2' } }).verify.threads).toBe(2);
     expect(() => loadConfig({ env: { TOKENWARDEN_VERIFY_THREADS: '0' } })).toThrow(/verify\.threads/);
@@ -232,6 +234,26 @@ describe('verify.threads', () => {
       expect(s.tw.front?.threads).toBe(1);
       expect(readFileSync(s.logFile, 'utf8')).toContain('needs Node >= 22.12');
       expect((await fresh(`${s.url}/auth`)).status).toBe(401);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it.runIf(hasReusePort())('threads: 2 count failures together, with the API: an address gets verify.failureLimit failures in all', async () => {
+    const s = await startTestServer({ config: { verify: { threads: 2, failureLimit: 10 } } });
+    try {
+      expect(s.tw.front?.threads).toBe(2);
+      const garbage = (i: number) => auth(`twd_${'x'.repeat(12)}_${String(i).padStart(49, '0')}`);
+      // Fresh connections, spread by the kernel over both threads: ten failures in all, then 429 from whichever thread.
+      const failed = [];
+      for (let i = 0; i < 10; i++) failed.push((await fresh(`${s.url}/auth`, garbage(i))).status);
+      expect(failed).toEqual(Array(10).fill(401));
+      const slots = (s.tw.front as unknown as { slots: { counts: Float64Array }[] }).slots;
+      for (const slot of slots) expect(slot.counts[VERIFY_RESULTS.indexOf('malformed')]! + slot.counts[VERIFY_RESULTS.indexOf('unknown')]!).toBeGreaterThan(0);
+      const after = await Promise.all(Array.from({ length: 20 }, (_, i) => fresh(`${s.url}/auth`, garbage(100 + i))));
+      expect(after.map((r) => r.status)).toEqual(Array(20).fill(429));
+      // The API (the main thread) counts into the same table: the address is limited there too.
+      expect((await s.api('GET', '/api/v1/whoami', undefined, 'twd_garbage')).status).toBe(429);
     } finally {
       await s.close();
     }

@@ -61,8 +61,8 @@ export const ServerConfigSchema = T.Object(
           description: 'proxies (IPs or CIDR blocks) whose X-Forwarded-For is read, from the right (docs/forward-auth.md); [] trusts none',
         }),
         threads: T.Union([T.Literal('auto'), T.Integer({ minimum: 1, maximum: 64 })], {
-          default: 1,
-          description: 'threads answering GET /auth on the main port (listen.front: threads); auto = the CPUs this process may use where the runtime can share a port (Node >= 22.12 on Linux, reusePort), else 1. Each thread counts failures (verify.failureLimit) on its own',
+          default: 'auto',
+          description: 'threads answering GET /auth on the main port (listen.front: threads); auto (the default) = the CPUs this process may use where the runtime can share a port (Node >= 22.12 on Linux, reusePort), else 1. All threads count failures (verify.failureLimit) together',
         }),
       },
       { default: {} },

@@ -16,7 +16,14 @@ import { keepAliveTimeoutOf } from '../tls.js';
 const RESTART_MIN_MS = 500;
 const RESTART_MAX_MS = 30_000;
 
-type Deps = { metrics: Metrics; logger: Logger; /** The main thread's recorder, which writes the threads' last uses and lets rotation see them at once. */ lastUse?: { absorb(batch: LastUseBatch): void } };
+type Deps = {
+  metrics: Metrics;
+  logger: Logger;
+  /** The main thread's recorder, which writes the threads' last uses and lets rotation see them at once. */
+  lastUse?: { absorb(batch: LastUseBatch): void };
+  /** The main thread's failure counts (FailureLimiter.table): every thread counts into them, so the limit is the process's. */
+  failureTable?: SharedArrayBuffer;
+};
 
 /** One thread of a listener: its settings, its counts, and its restart state. */
 interface Slot {
@@ -90,7 +97,7 @@ export class ForwardAuthListener {
       {
         ...where,
         storeUrl: config.store.url,
-        verifier: verifierOptions(config),
+        verifier: { ...verifierOptions(config), failureTable: deps.failureTable },
         forwardAuth: forwardAuthOptions(config),
         tls: config.tls,
         keepAliveTimeoutMs: keepAliveTimeoutOf(config),

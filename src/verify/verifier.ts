@@ -39,6 +39,8 @@ export interface VerifierOptions {
   cacheSize: number;
   failureLimit: number;
   failureWindowMs: number;
+  /** The failure counts to share (FailureLimiter.table): an auth thread's verifier counts into the main thread's. */
+  failureTable?: SharedArrayBuffer;
 }
 
 /** The verifier's settings as the configuration file states them. */
@@ -98,7 +100,7 @@ export class Verifier {
     /** Where last-use batches go; the store unless said (an auth thread hands them to the main thread). */
     lastUseSink: LastUseSink = store,
   ) {
-    this.limiter = new FailureLimiter(clock, options.failureLimit, options.failureWindowMs);
+    this.limiter = new FailureLimiter(clock, options.failureLimit, options.failureWindowMs, options.failureTable);
     this.lastUse = new LastUseRecorder(lastUseSink);
   }
 
