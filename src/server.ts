@@ -128,7 +128,7 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
       await app.listen({ path: socket });
       const plan = frontThreads(config.verify.threads);
       if (plan.note) logger.warn(plan.note);
-      front = await ForwardAuthListener.startFront(config, { metrics, logger, lastUse: verifier.lastUse, failureTable: verifier.limiter.table }, { upstream: socket, ...plan });
+      front = await ForwardAuthListener.startFront(config, { metrics, logger, lastUse: verifier.lastUse, verifier }, { upstream: socket, ...plan });
       fanout.subscribe(verifierSubscriber(front));
       url = front.url;
     } else if (options.listen !== false) {
@@ -136,7 +136,7 @@ export async function startTokenwarden(config: ResolvedConfig, options: StartOpt
       if (config.tls) url = url.replace(/^http:/, 'https:');
     }
     if (options.listen !== false) {
-      authListener = await ForwardAuthListener.start(config, { metrics, logger, lastUse: verifier.lastUse, failureTable: verifier.limiter.table });
+      authListener = await ForwardAuthListener.start(config, { metrics, logger, lastUse: verifier.lastUse, verifier });
       if (authListener) fanout.subscribe(verifierSubscriber(authListener));
     }
   } catch (err) {

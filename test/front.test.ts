@@ -244,6 +244,9 @@ describe('verify.threads', () => {
     try {
       expect(s.tw.front?.threads).toBe(2);
       const garbage = (i: number) => auth(`twd_${'x'.repeat(12)}_${String(i).padStart(49, '0')}`);
+      // A good client, verified once on one thread (one connection) before its address is limited.
+      const { token } = await mintFor(s, 'bot-good', ['metrics.read']);
+      expect((await fresh(`${s.url}/auth`, auth(token))).status).toBe(200);
       // Fresh connections, spread by the kernel over both threads: ten failures in all, then 429 from whichever thread.
       const failed = [];
       for (let i = 0; i < 10; i++) failed.push((await fresh(`${s.url}/auth`, garbage(i))).status);
@@ -252,6 +255,9 @@ describe('verify.threads', () => {
       for (const slot of slots) expect(slot.counts[VERIFY_RESULTS.indexOf('malformed')]! + slot.counts[VERIFY_RESULTS.indexOf('unknown')]!).toBeGreaterThan(0);
       const after = await Promise.all(Array.from({ length: 20 }, (_, i) => fresh(`${s.url}/auth`, garbage(100 + i))));
       expect(after.map((r) => r.status)).toEqual(Array(20).fill(429));
+      // The limit spares the good client on every thread, not only on the one that verified it.
+      const good = await Promise.all(Array.from({ length: 20 }, () => fresh(`${s.url}/auth`, auth(token))));
+      expect(good.map((r) => r.status)).toEqual(Array(20).fill(200));
       // The API (the main thread) counts into the same table: the address is limited there too.
       expect((await s.api('GET', '/api/v1/whoami', undefined, 'twd_garbage')).status).toBe(429);
     } finally {

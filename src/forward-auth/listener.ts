@@ -8,7 +8,7 @@ import type { ResolvedConfig } from '../config/server-config.js';
 import type { LastUseBatch } from '../verify/last-use.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../observe/metrics.js';
-import { VERIFY_RESULTS, verifierOptions } from '../verify/verifier.js';
+import { VERIFY_RESULTS, type Verifier, verifierOptions } from '../verify/verifier.js';
 import { forwardAuthOptions } from './handler.js';
 import type { AuthWorkerData, FromAuthWorker, ToAuthWorker } from './worker.js';
 import { keepAliveTimeoutOf } from '../tls.js';
@@ -21,8 +21,12 @@ type Deps = {
   logger: Logger;
   /** The main thread's recorder, which writes the threads' last uses and lets rotation see them at once. */
   lastUse?: { absorb(batch: LastUseBatch): void };
-  /** The main thread's failure counts (FailureLimiter.table): every thread counts into them, so the limit is the process's. */
-  failureTable?: SharedArrayBuffer;
+  /**
+   * The main thread's verifier. Every thread counts failures into its table (FailureLimiter.table),
+   * so the limit is the process's; and as the limit is shared, so are the tokens found valid
+   * (vouch), which the limit spares on every thread.
+   */
+  verifier?: Pick<Verifier, 'vouch' | 'onVouch' | 'limiter'>;
 };
 
 /** One thread of a listener: its settings, its counts, and its restart state. */
@@ -55,6 +59,7 @@ export class ForwardAuthListener {
     private readonly logger: Logger,
     private readonly metrics: Metrics,
     private readonly lastUse?: Deps['lastUse'],
+    private readonly verifier?: Deps['verifier'],
   ) {
     this.slots = Array.from({ length: threads }, () => {
       const results = new SharedArrayBuffer(8 * VERIFY_RESULTS.length);
@@ -97,7 +102,7 @@ export class ForwardAuthListener {
       {
         ...where,
         storeUrl: config.store.url,
-        verifier: { ...verifierOptions(config), failureTable: deps.failureTable },
+        verifier: { ...verifierOptions(config), failureTable: deps.verifier?.limiter.table },
         forwardAuth: forwardAuthOptions(config),
         tls: config.tls,
         keepAliveTimeoutMs: keepAliveTimeoutOf(config),
@@ -107,7 +112,9 @@ export class ForwardAuthListener {
       deps.logger,
       deps.metrics,
       deps.lastUse,
+      deps.verifier,
     );
+    deps.verifier?.onVouch((vouch) => listener.post({ type: 'vouch', vouch }));
     deps.metrics.addVerificationCounts(() => listener.takeCounts());
     deps.metrics.authListenerRestarts.inc(0);
     try {
@@ -192,6 +199,10 @@ export class ForwardAuthListener {
       worker.on('message', (m: FromAuthWorker) => {
         if (m.type === 'log') this.relay(m.line, name);
         else if (m.type === 'last-use') this.lastUse?.absorb(m.batch);
+        else if (m.type === 'vouched') {
+          this.verifier?.vouch(m.vouch);
+          for (const other of this.slots) if (other !== slot) other.worker?.postMessage({ type: 'vouch', vouch: m.vouch } satisfies ToAuthWorker);
+        }
         else if (m.type === 'listening') {
           listening = true;
           this.url = m.url;

@@ -5,7 +5,7 @@ import { createLogger } from '../log.js';
 import { connect } from '../store/connect.js';
 import { Store } from '../store/store.js';
 import type { LastUseBatch } from '../verify/last-use.js';
-import { VERIFY_RESULTS, Verifier, type VerifierOptions } from '../verify/verifier.js';
+import { VERIFY_RESULTS, Verifier, type VerifierOptions, type Vouch } from '../verify/verifier.js';
 import { type ForwardAuthOptions, createForwardAuthHandler, isForwardAuthPath } from './handler.js';
 import { createFrontProxy } from './front-proxy.js';
 import { type TlsSettings, createNodeServer } from '../tls.js';
@@ -36,6 +36,8 @@ export type ToAuthWorker =
   | { type: 'invalidate'; tokenId: string }
   | { type: 'invalidate-actor'; actorId: string }
   | { type: 'revoked'; tokenId: string }
+  /** A token another thread (or the API) found valid: spared by the shared failure limit here too. */
+  | { type: 'vouch'; vouch: Vouch }
   | { type: 'close' };
 
 export type FromAuthWorker =
@@ -44,6 +46,8 @@ export type FromAuthWorker =
   | { type: 'closed' }
   /** Last uses seen here: the main thread writes them, so this thread never writes to the store on its event loop. */
   | { type: 'last-use'; batch: LastUseBatch }
+  /** A token this thread found valid in the store: the main thread passes it to the others. */
+  | { type: 'vouched'; vouch: Vouch }
   /** One JSON log line (already redacted), written by the main thread's logger so that all lines go where it writes. */
   | { type: 'log'; line: string };
 
@@ -69,6 +73,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
   const slot = Object.fromEntries(VERIFY_RESULTS.map((r, i) => [r, i])) as Record<(typeof VERIFY_RESULTS)[number], number>;
   verifier.onResult = (r) => void counts[slot[r]]++;
   verifier.lastUse.start();
+  verifier.onVouch((vouch) => send({ type: 'vouched', vouch }));
   const handle = createForwardAuthHandler(verifier, data.forwardAuth);
   const proxy = data.upstream ? createFrontProxy(data.upstream, logger) : undefined;
   const server = createNodeServer(
@@ -99,6 +104,7 @@ async function main(data: AuthWorkerData, port: NonNullable<typeof parentPort>):
     if (m.type === 'invalidate') verifier.invalidate(m.tokenId);
     else if (m.type === 'invalidate-actor') verifier.invalidateActor(m.actorId);
     else if (m.type === 'revoked') verifier.markRevoked(m.tokenId);
+    else if (m.type === 'vouch') verifier.vouch(m.vouch);
     else if (m.type === 'close') void close();
   });
 

@@ -20,6 +20,13 @@ export interface Identity {
 
 type ParsedOk = Extract<ReturnType<typeof parseToken>, { ok: true }>;
 
+/** A token found valid: its id, checksum and stored hash (never its secret), to recognise it again. */
+export interface Vouch {
+  id: string;
+  checksum: string;
+  hash: string;
+}
+
 export type FailureReason = 'missing' | 'malformed' | 'unknown' | 'expired' | 'revoked' | 'disabled' | 'rate_limited';
 
 /** Every result a check can end in: the values of the `result` label of tokenwarden_verifications_total. */
@@ -80,6 +87,7 @@ export class Verifier {
    * good client is not locked out when its cache entry lapses. A bad token never matches one.
    */
   private readonly vouched = new Map<string, { checksum: string; hash: string }>();
+  private readonly vouchListeners: ((v: Vouch) => void)[] = [];
   /**
    * Each identity's effective scopes, read once on first need and kept until the grant-change
    * fan-out (authority events, the ChangeWatch poll, PostgreSQL NOTIFY, the auth thread's messages)
@@ -269,11 +277,30 @@ export class Verifier {
       if (oldest !== undefined) this.positive.delete(oldest);
     }
     this.positive.set(id, entry);
-    if (this.vouched.size >= this.options.cacheSize && !this.vouched.has(id)) {
+    const known = this.vouched.get(id);
+    if (known?.hash === entry.hash && known.checksum === entry.checksum) return;
+    const vouch: Vouch = { id, checksum: entry.checksum, hash: entry.hash };
+    this.vouch(vouch);
+    for (const listener of this.vouchListeners) listener(vouch);
+  }
+
+  /**
+   * A token another verifier of this process found valid (another thread's; see
+   * forward-auth/listener.ts): its address's failure limit, which all threads share, spares it
+   * here too. Vouching lets a token reach the store past the limit, nothing more: the store
+   * still decides, so a vouch that arrives after a revocation grants nothing.
+   */
+  vouch(v: Vouch): void {
+    if (this.vouched.size >= this.options.cacheSize && !this.vouched.has(v.id)) {
       const oldest = this.vouched.keys().next().value;
       if (oldest !== undefined) this.vouched.delete(oldest);
     }
-    this.vouched.set(id, { checksum: entry.checksum, hash: entry.hash });
+    this.vouched.set(v.id, { checksum: v.checksum, hash: v.hash });
+  }
+
+  /** Told of every token this verifier vouches for from a store hit (not of those vouch() was given). */
+  onVouch(listener: (v: Vouch) => void): void {
+    this.vouchListeners.push(listener);
   }
 
   private remember(id: string, reason: FailureReason, until: number): void {
