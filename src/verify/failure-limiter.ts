@@ -76,7 +76,14 @@ export class FailureLimiter {
       const slot = (home + k * step) & (SLOTS - 1);
       const f = Atomics.load(this.fingerprints, slot);
       if (f === fingerprint) return slot;
-      if (free < 0 && (f === 0 || now - Number(Atomics.load(this.starts, slot)) >= this.windowMs)) free = slot;
+      // A slot is never emptied again (an expired one is taken over), so the first empty one ends the
+      // search: the source's own slot, had it one, would lie before it. A lookup of an address that
+      // never failed costs one probe, and only a claim reads window starts.
+      if (f === 0) {
+        if (free < 0) free = slot;
+        break;
+      }
+      if (claim && free < 0 && now - Number(Atomics.load(this.starts, slot)) >= this.windowMs) free = slot;
     }
     if (!claim) return -1;
     if (free < 0) return home;

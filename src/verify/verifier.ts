@@ -295,7 +295,7 @@ export class Verifier {
       const oldest = this.vouched.keys().next().value;
       if (oldest !== undefined) this.vouched.delete(oldest);
     }
-    this.vouched.set(v.id, { checksum: v.checksum, hash: v.hash });
+    this.vouched.set(v.id, v);
   }
 
   /** Told of every token this verifier vouches for from a store hit (not of those vouch() was given). */
