@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, Migrator, PostgresDialect, SqliteDialect, SqliteDriver, type SqliteDialectConfig } from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
@@ -13,6 +13,26 @@ import {
   sqliteLastUseWriter,
   sqliteLookup,
 } from './verify-lookup.js';
+
+/**
+ * SQLite transactions that begin with the write lock (BEGIN IMMEDIATE), so that another process
+ * writing the same file (the server beside `tokenwarden admin recover`, a CLI command with direct
+ * access) makes them wait, within busy_timeout, instead of failing: a deferred transaction that
+ * has read and then writes after another connection committed fails at once (SQLITE_BUSY_SNAPSHOT),
+ * whatever the timeout. Within one process every write already goes through the one connection.
+ */
+class ImmediateSqliteDialect extends SqliteDialect {
+  constructor(private readonly settings: SqliteDialectConfig) {
+    super(settings);
+  }
+  override createDriver(): Driver {
+    return new (class extends SqliteDriver {
+      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+        await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+      }
+    })(this.settings);
+  }
+}
 
 export interface Connection {
   db: Kysely<Database>;
@@ -67,7 +87,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     file.pragma('busy_timeout = 5000');
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');
-    db = new Kysely<Database>({ dialect: new SqliteDialect({ database: file }) });
+    db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: file }) });
     writeLastUse = sqliteLastUseWriter(file, (work) => db.connection().execute(async () => work()));
     // A reading connection of its own, opened on the first cold check: it sees committed rows only.
     lookup = sqliteLookup(() => {
