@@ -45,7 +45,8 @@ function spec(name: string, path: string, rotation: Record<string, unknown> = {}
 
 beforeAll(async () => {
   dir = tempDir('rotation');
-  s = await startTestServer({ clock, config: { verify: { failureLimit: 100000 }, delivery: { fileRoots: [dir] } }, delivery: { autoStart: false, retryBaseMs: 1000, pollMs: 1000 } });
+  s = await startTestServer({ clock, config: { verify: { failureLimit: 100000 }, delivery: { fileRoots: [dir] } }, delivery: { autoStart: false, retryBaseMs: 1000, pollMs: 1000, watchSinks: false } });
+  // These tests drive the resync (delivery.resync) with the clock; sink watches, which heal sooner in real time, are test/binding-heal.test.ts's.
   ctl = s.tw.ctx.delivery!;
   expect((await s.api('POST', '/api/v1/actors', { name: 'bot-scraper', kind: 'service', roles: ['metrics-read'] })).status).toBe(201);
 });

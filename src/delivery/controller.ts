@@ -23,6 +23,8 @@ export interface ControllerOptions {
   batch?: number;
   /** How often a sink's watch fallback looks (a stat for files, a read for Secrets); default the sink's own (2 s, 5 s). */
   sinkPollMs?: number;
+  /** Watch sinks between resyncs (default true); tests of the resync path alone turn it off, so a watch cannot get there first. */
+  watchSinks?: boolean;
 }
 
 export interface TickReport {
@@ -398,6 +400,7 @@ export class DeliveryController {
    * behind our back is read back within seconds instead of at the next resync.
    */
   private syncWatches(rows: BindingTable[]): void {
+    if (this.options.watchSinks === false) return;
     const live = new Set<string>();
     for (const row of rows) {
       if (row.state === 'removing' || row.token_id === null) continue;

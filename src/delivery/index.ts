@@ -25,6 +25,8 @@ export interface DeliveryOptions {
   concurrency?: number;
   /** How often sink watches fall back to a stat or read (default 2 s for files, 5 s for Secrets). */
   sinkPollMs?: number;
+  /** Watch sinks between resyncs (default true). */
+  watchSinks?: boolean;
   /** Replaces the store lease (e.g. a Kubernetes Lease). */
   leadership?: Leadership;
   sourceProvider?: SourceProviderFactory;
@@ -118,7 +120,7 @@ export function createDelivery(
       retryMaxMs: options.retryMaxMs ?? 300_000,
       urgentRetryMs: options.urgentRetryMs ?? parseDuration(config.delivery.urgentRetry ?? '10s')!,
     },
-    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency, sinkPollMs: options.sinkPollMs },
+    { intervalMs, resyncMs: options.resyncMs ?? parseDuration(config.delivery.resync ?? '5m')!, concurrency: options.concurrency, sinkPollMs: options.sinkPollMs, watchSinks: options.watchSinks },
   );
   const service = new BindingService({
     store,
