@@ -1,6 +1,17 @@
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, Migrator, PostgresDialect, SqliteDialect, SqliteDriver, type SqliteDialectConfig } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  Migrator,
+  PostgresDialect,
+  SqliteDialect,
+  type SqliteDatabase,
+  SqliteDriver,
+  type SqliteDialectConfig,
+} from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
@@ -32,6 +43,37 @@ class ImmediateSqliteDialect extends SqliteDialect {
       }
     })(this.settings);
   }
+}
+
+/** How many distinct statements a SQLite connection keeps prepared (a query's text is its key). */
+const STATEMENT_CACHE = 256;
+
+/**
+ * The file as Kysely's SQLite driver sees it, with its statements kept prepared: Kysely asks for
+ * a new statement on every query, and preparing one costs more than running a point read, on the
+ * API's calls as on the controller's and the revocation watch's passes that run every second.
+ * The least recently used statement goes first; one still being iterated is never handed out twice.
+ */
+export function withStatementCache(file: SQLite.Database, limit = STATEMENT_CACHE): SqliteDatabase {
+  const kept = new Map<string, SQLite.Statement>();
+  return {
+    close: () => {
+      kept.clear();
+      file.close();
+    },
+    prepare(sql) {
+      let statement = kept.get(sql);
+      if (statement !== undefined && !statement.busy) {
+        kept.delete(sql);
+        kept.set(sql, statement);
+        return statement;
+      }
+      statement = file.prepare(sql);
+      if (kept.size >= limit) kept.delete(kept.keys().next().value!);
+      kept.set(sql, statement);
+      return statement;
+    },
+  };
 }
 
 export interface Connection {
@@ -87,7 +129,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     file.pragma('busy_timeout = 5000');
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');
-    db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: file }) });
+    db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(file) }) });
     writeLastUse = sqliteLastUseWriter(file, (work) => db.connection().execute(async () => work()));
     // A reading connection of its own, opened on the first cold check: it sees committed rows only.
     lookup = sqliteLookup(() => {
