@@ -19,7 +19,7 @@ describe('the SQLite statement cache', () => {
 
   it('keeps at most its limit, dropping the least recently used', () => {
     const file = new SQLite(':memory:');
-    const db = withStatementCache(file, 2);
+    const db = withStatementCache(file, { limit: 2 });
     const a = db.prepare('select 1');
     const b = db.prepare('select 2');
     expect(db.prepare('select 1')).toBe(a); // 'select 2' is now the least recently used
@@ -39,6 +39,21 @@ describe('the SQLite statement cache', () => {
     expect(second.all([])).toEqual([{ a: 1 }, { a: 2 }]);
     expect(open.next().value).toEqual({ a: 2 });
     open.return?.();
+    file.close();
+  });
+
+  it('tells afterWrite after every statement that writes, a failed one too, and never after a read', () => {
+    const file = new SQLite(':memory:');
+    let writes = 0;
+    const db = withStatementCache(file, { afterWrite: () => writes++ });
+    file.exec('create table t (a integer primary key)');
+    db.prepare('insert into t values (?)').run([1]);
+    db.prepare('insert into t values (?)').run([2]);
+    expect(writes).toBe(2);
+    expect(() => db.prepare('insert into t values (?)').run([1])).toThrow(/UNIQUE/);
+    expect(writes).toBe(3);
+    db.prepare('select a from t').all([]);
+    expect(writes).toBe(3);
     file.close();
   });
 

@@ -11,6 +11,7 @@ import {
   type SqliteDatabase,
   SqliteDriver,
   type SqliteDialectConfig,
+  type SqliteStatement,
 } from 'kysely';
 import pg from 'pg';
 import { type Engine, InCodeMigrations } from './migrations/index.js';
@@ -53,25 +54,44 @@ const STATEMENT_CACHE = 256;
  * a new statement on every query, and preparing one costs more than running a point read, on the
  * API's calls as on the controller's and the revocation watch's passes that run every second.
  * The least recently used statement goes first; one still being iterated is never handed out twice.
+ * `afterWrite` runs after every statement that writes (a commit among them), so that this
+ * process's own cold checks read what it has just written (the lookup's snapshot, verify-lookup.ts).
  */
-export function withStatementCache(file: SQLite.Database, limit = STATEMENT_CACHE): SqliteDatabase {
-  const kept = new Map<string, SQLite.Statement>();
+export function withStatementCache(file: SQLite.Database, options: { limit?: number; afterWrite?: () => void } = {}): SqliteDatabase {
+  const { limit = STATEMENT_CACHE, afterWrite } = options;
+  const kept = new Map<string, { statement: SQLite.Statement; kysely: SqliteStatement }>();
+  const wrap = (statement: SQLite.Statement): SqliteStatement => {
+    if (statement.reader || !afterWrite) return statement;
+    return {
+      reader: false,
+      all: (parameters) => statement.all(parameters),
+      iterate: (parameters) => statement.iterate(parameters),
+      run: (parameters) => {
+        try {
+          return statement.run(parameters);
+        } finally {
+          afterWrite();
+        }
+      },
+    };
+  };
   return {
     close: () => {
       kept.clear();
       file.close();
     },
     prepare(sql) {
-      let statement = kept.get(sql);
-      if (statement !== undefined && !statement.busy) {
+      const known = kept.get(sql);
+      if (known !== undefined && !known.statement.busy) {
         kept.delete(sql);
-        kept.set(sql, statement);
-        return statement;
+        kept.set(sql, known);
+        return known.kysely;
       }
-      statement = file.prepare(sql);
+      const statement = file.prepare(sql);
+      const entry = { statement, kysely: wrap(statement) };
       if (kept.size >= limit) kept.delete(kept.keys().next().value!);
-      kept.set(sql, statement);
-      return statement;
+      kept.set(sql, entry);
+      return entry.kysely;
     },
   };
 }
@@ -129,10 +149,8 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
     file.pragma('busy_timeout = 5000');
     file.pragma('foreign_keys = ON');
     file.pragma('synchronous = NORMAL');
-    db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(file) }) });
-    writeLastUse = sqliteLastUseWriter(file, (work) => db.connection().execute(async () => work()));
     // A reading connection of its own, opened on the first cold check: it sees committed rows only.
-    lookup = sqliteLookup(() => {
+    const reads = sqliteLookup(() => {
       const reader = new SQLite(path, { fileMustExist: true });
       reader.pragma('busy_timeout = 5000');
       reader.pragma('query_only = ON');
@@ -140,6 +158,10 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
       reader.pragma('mmap_size = 268435456');
       return reader;
     });
+    lookup = reads;
+    // What this process writes, its own cold checks read at once.
+    db = new Kysely<Database>({ dialect: new ImmediateSqliteDialect({ database: withStatementCache(file, { afterWrite: reads.refresh }) }) });
+    writeLastUse = sqliteLastUseWriter(file, (work) => db.connection().execute(async () => work()));
   }
   const migrator = new Migrator({ db, provider: new InCodeMigrations({ engine }) });
   const { error } = await migrator.migrateToLatest();

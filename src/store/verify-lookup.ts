@@ -28,6 +28,12 @@ export interface VerifyLookup {
   token(id: string): TokenForVerify | undefined | Promise<TokenForVerify | undefined>;
   /** The sorted union of the identity's direct scopes and its roles' scopes; empty for an unknown identity. */
   scopesOfActor(actorId: string): string[] | Promise<string[]>;
+  /**
+   * Reads from here on see every commit made before this call. The verifier calls it when it
+   * learns of a revocation or grant change, before it answers again (SQLite's shared snapshot,
+   * below; PostgreSQL reads are never older than their round trip).
+   */
+  refresh(): void;
   close(): Promise<void>;
 }
 
@@ -106,21 +112,56 @@ export function postgresLastUseWriter(pool: pg.Pool): (batch: LastUseBatch) => P
   };
 }
 
+/** Cold checks that may share one SQLite read snapshot (see sqliteLookup). */
+const SNAPSHOT_READS = 64;
+
+/**
+ * SQLite point reads for the verifier. A read outside a transaction costs its own read
+ * transaction: two fcntl locks on the -shm file and an fstat, several microseconds on a
+ * virtual machine, more than the read itself. So the cold checks of one event-loop turn share
+ * one snapshot, ended when the turn ends (setImmediate), after SNAPSHOT_READS reads, and by
+ * refresh() (a revocation or grant change learnt, which the verifier passes on before it answers
+ * again). A snapshot only ever hides commits made during the turn, as the verifier's own cache
+ * does until it hears of them; and since a token is never un-revoked, the one answer it could
+ * get wrong is "absent": a token minted a moment ago. That answer is read again outside it.
+ */
 export function sqliteLookup(open: () => SQLite.Database): VerifyLookup {
   let file: SQLite.Database | undefined;
   let token: SQLite.Statement<[string], unknown[]> | undefined;
   let scopes: SQLite.Statement<[string], { direct: string; role: string | null }> | undefined;
-  const ready = () => {
+  let begin: SQLite.Statement | undefined;
+  let commit: SQLite.Statement | undefined;
+  /** Reads taken in the open snapshot; 0 = none is open. */
+  let reads = 0;
+  const end = () => {
+    if (reads === 0) return;
+    reads = 0;
+    commit!.run();
+  };
+  /** Whether the read about to run shares a snapshot opened before it (and may be older than this call). */
+  const enter = (): boolean => {
     if (!file) {
       file = open();
       token = file.prepare<[string], unknown[]>(TOKEN_SQL(() => '?')).raw(true);
       scopes = file.prepare(SCOPES_SQL(() => '?'));
+      begin = file.prepare('begin');
+      commit = file.prepare('commit');
     }
+    if (reads >= SNAPSHOT_READS) end();
+    if (reads++ > 0) return true;
+    begin!.run();
+    setImmediate(end);
+    return false;
   };
   return {
     token(id) {
-      ready();
-      const r = token!.get(id);
+      const shared = enter();
+      let r = token!.get(id);
+      if (r === undefined && shared) {
+        end();
+        enter();
+        r = token!.get(id);
+      }
       if (r === undefined) return undefined;
       return {
         id: r[0] as string,
@@ -137,11 +178,18 @@ export function sqliteLookup(open: () => SQLite.Database): VerifyLookup {
       };
     },
     scopesOfActor(actorId) {
-      ready();
-      const rows = scopes!.all(actorId);
+      const shared = enter();
+      let rows = scopes!.all(actorId);
+      if (rows.length === 0 && shared) {
+        end();
+        enter();
+        rows = scopes!.all(actorId);
+      }
       return effectiveScopes(rows[0]?.direct, rows.map((r) => r.role));
     },
+    refresh: end,
     async close() {
+      end();
       file?.close();
       file = undefined;
     },
@@ -160,6 +208,7 @@ export function postgresLookup(pool: pg.Pool): VerifyLookup {
       const res = await pool.query<{ direct: string; role: string | null }>({ name: 'tokenwarden_verify_scopes', text: scopesSql, values: [actorId] });
       return effectiveScopes(res.rows[0]?.direct, res.rows.map((r) => r.role));
     },
+    refresh() {},
     async close() {},
   };
 }

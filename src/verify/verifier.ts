@@ -233,6 +233,7 @@ export class Verifier {
   }
 
   invalidate(tokenId: string): void {
+    this.store.lookup.refresh();
     this.positive.delete(tokenId);
     this.negative.delete(tokenId);
     this.vouched.delete(tokenId);
@@ -244,6 +245,7 @@ export class Verifier {
   }
 
   invalidateActor(actorId: string): void {
+    this.store.lookup.refresh();
     this.heldEpoch++;
     if (actorId === '*') this.held.clear();
     else this.held.delete(actorId);
@@ -262,6 +264,7 @@ export class Verifier {
 
   /** A revocation learnt from another replica: drop the entry and refuse at once. */
   markRevoked(tokenId: string): void {
+    this.store.lookup.refresh();
     this.positive.delete(tokenId);
     this.vouched.delete(tokenId);
     this.remember(tokenId, 'revoked', this.clock.now() + this.options.negativeTtlMs);
