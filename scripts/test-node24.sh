@@ -41,8 +41,13 @@ if [ ! -f "$BUILT/build/Release/better_sqlite3.node" ]; then
   cp -a "$SRC/node_modules/better-sqlite3" "$BUILT" # new files, not links: compiled below
   rm -rf "$BUILT/build"
   GYP=$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js
-  (cd "$BUILT" && "$NODE24" "$GYP" rebuild --release --nodedir="$NODEDIR" -j 2 >"$WORK/better-sqlite3-build.log" 2>&1) ||
+  # Run from an npm script, npm exports its own config (npm_config_nodedir=/usr where npm is set to build
+  # against the machine's Node 20 headers), which node-gyp prefers to --nodedir: cleared for this build.
+  (cd "$BUILT" && env -u npm_config_nodedir -u NPM_CONFIG_NODEDIR "$NODE24" "$GYP" rebuild --release --nodedir="$NODEDIR" -j 2 >"$WORK/better-sqlite3-build.log" 2>&1) ||
     { rm -rf "$BUILT"; echo "building better-sqlite3 for $VERSION failed; see $WORK/better-sqlite3-build.log" >&2; exit 1; }
+  # A build against other headers loads nowhere: found here, not kept for the next run.
+  (cd "$BUILT" && "$NODE24" -e "new (require('./lib/index.js'))(':memory:').close()") ||
+    { rm -rf "$BUILT"; echo "better-sqlite3 built for $VERSION does not load in it; see $WORK/better-sqlite3-build.log" >&2; exit 1; }
 fi
 STAMP="$VERSION better-sqlite3@$SQLITE_VERSION $(cksum < package-lock.json)"
 if [ "$(cat "$WORK/.node24-stamp" 2>/dev/null)" != "$STAMP" ]; then
