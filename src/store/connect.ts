@@ -155,7 +155,7 @@ export async function connect(url: string, options: { poolSize?: number } = {}):
       reader.pragma('busy_timeout = 5000');
       reader.pragma('query_only = ON');
       // Point reads spread over a large table: pages mapped from the OS cache, not copied into a small private cache.
-      reader.pragma('mmap_size = 268435456');
+      reader.pragma('mmap_size = 1073741824');
       return reader;
     });
     lookup = reads;
