@@ -153,15 +153,18 @@ export function sqliteLookup(open: () => SQLite.Database): VerifyLookup {
     setImmediate(end);
     return false;
   };
+  /** One read, in the turn's snapshot; an absent answer from a shared snapshot is read again outside it. */
+  const read = <T>(run: () => T, absent: (r: T) => boolean): T => {
+    const shared = enter();
+    const r = run();
+    if (!shared || !absent(r)) return r;
+    end();
+    enter();
+    return run();
+  };
   return {
     token(id) {
-      const shared = enter();
-      let r = token!.get(id);
-      if (r === undefined && shared) {
-        end();
-        enter();
-        r = token!.get(id);
-      }
+      const r = read(() => token!.get(id), (row) => row === undefined);
       if (r === undefined) return undefined;
       return {
         id: r[0] as string,
@@ -178,13 +181,7 @@ export function sqliteLookup(open: () => SQLite.Database): VerifyLookup {
       };
     },
     scopesOfActor(actorId) {
-      const shared = enter();
-      let rows = scopes!.all(actorId);
-      if (rows.length === 0 && shared) {
-        end();
-        enter();
-        rows = scopes!.all(actorId);
-      }
+      const rows = read(() => scopes!.all(actorId), (found) => found.length === 0);
       return effectiveScopes(rows[0]?.direct, rows.map((r) => r.role));
     },
     refresh: end,
