@@ -45,8 +45,9 @@ if [ ! -f "$BUILT/build/Release/better_sqlite3.node" ]; then
   # against the machine's Node 20 headers), which node-gyp prefers to --nodedir: cleared for this build.
   (cd "$BUILT" && env -u npm_config_nodedir -u NPM_CONFIG_NODEDIR "$NODE24" "$GYP" rebuild --release --nodedir="$NODEDIR" -j 2 >"$WORK/better-sqlite3-build.log" 2>&1) ||
     { rm -rf "$BUILT"; echo "building better-sqlite3 for $VERSION failed; see $WORK/better-sqlite3-build.log" >&2; exit 1; }
-  # A build against other headers loads nowhere: found here, not kept for the next run.
-  (cd "$BUILT" && "$NODE24" -e "new (require('./lib/index.js'))(':memory:').close()") ||
+  # A build against other headers loads nowhere: found here, not kept for the next run. (Its own
+  # dependency, bindings, is resolved from this checkout's node_modules, as it will be in the copy.)
+  (cd "$BUILT" && NODE_PATH="$SRC/node_modules" "$NODE24" -e "new (require('./lib/index.js'))(':memory:').close()") ||
     { rm -rf "$BUILT"; echo "better-sqlite3 built for $VERSION does not load in it; see $WORK/better-sqlite3-build.log" >&2; exit 1; }
 fi
 STAMP="$VERSION better-sqlite3@$SQLITE_VERSION $(cksum < package-lock.json)"
