@@ -291,4 +291,28 @@ describe('verify.threads', () => {
       await s.close();
     }
   });
+
+  it('a token verified on one port is spared by the shared limit on the other: authListen and the main port both hear of it', async () => {
+    const s = await startTestServer({ config: { authListen: { host: '127.0.0.1', port: 0 }, verify: { failureLimit: 5 } } });
+    try {
+      expect(s.tw.front).toBeDefined();
+      const authUrl = s.tw.authListener!.url;
+      const garbage = (i: number) => auth(`twd_${'x'.repeat(12)}_${String(i).padStart(49, '0')}`);
+      const seenOnAuthPort = await mintFor(s, 'bot-side-port', ['metrics.read']);
+      const seenOnMainPort = await mintFor(s, 'bot-main-port', ['metrics.read']);
+      expect((await fresh(`${authUrl}/auth`, auth(seenOnAuthPort.token))).status).toBe(200);
+      expect((await fresh(`${s.url}/auth`, auth(seenOnMainPort.token))).status).toBe(200);
+      const failed = [];
+      for (let i = 0; i < 5; i++) failed.push((await fresh(`${s.url}/auth`, garbage(i))).status);
+      expect(failed).toEqual(Array(5).fill(401));
+      // One limit for the process: the address is limited on both ports.
+      expect((await fresh(`${s.url}/auth`, garbage(100))).status).toBe(429);
+      expect((await fresh(`${authUrl}/auth`, garbage(101))).status).toBe(429);
+      // Each token was verified on one port only; the other port's thread heard of it through the main thread.
+      expect((await fresh(`${s.url}/auth`, auth(seenOnAuthPort.token))).status).toBe(200);
+      expect((await fresh(`${authUrl}/auth`, auth(seenOnMainPort.token))).status).toBe(200);
+    } finally {
+      await s.close();
+    }
+  });
 });

@@ -200,8 +200,9 @@ export class ForwardAuthListener {
         if (m.type === 'log') this.relay(m.line, name);
         else if (m.type === 'last-use') this.lastUse?.absorb(m.batch);
         else if (m.type === 'vouched') {
-          this.verifier?.vouch(m.vouch);
-          for (const other of this.slots) if (other !== slot) other.worker?.postMessage({ type: 'vouch', vouch: m.vouch } satisfies ToAuthWorker);
+          // Through the main verifier to every listener's threads (this one's included, which is how its other threads hear).
+          if (this.verifier) this.verifier.vouch(m.vouch, { relay: true });
+          else for (const other of this.slots) if (other !== slot) other.worker?.postMessage({ type: 'vouch', vouch: m.vouch } satisfies ToAuthWorker);
         }
         else if (m.type === 'listening') {
           listening = true;

@@ -291,17 +291,20 @@ export class Verifier {
    * A token another verifier of this process found valid (another thread's; see
    * forward-auth/listener.ts): its address's failure limit, which all threads share, spares it
    * here too. Vouching lets a token reach the store past the limit, nothing more: the store
-   * still decides, so a vouch that arrives after a revocation grants nothing.
+   * still decides, so a vouch that arrives after a revocation grants nothing. `relay` passes it
+   * on to this verifier's listeners as well: the main thread relays each thread's vouches to
+   * every listener's threads (the main port's and authListen's), as they share one limit.
    */
-  vouch(v: Vouch): void {
+  vouch(v: Vouch, options: { relay?: boolean } = {}): void {
     if (this.vouched.size >= this.options.cacheSize && !this.vouched.has(v.id)) {
       const oldest = this.vouched.keys().next().value;
       if (oldest !== undefined) this.vouched.delete(oldest);
     }
     this.vouched.set(v.id, v);
+    if (options.relay) for (const listener of this.vouchListeners) listener(v);
   }
 
-  /** Told of every token this verifier vouches for from a store hit (not of those vouch() was given). */
+  /** Told of every token this verifier vouches for from a store hit, and of those relayed through it (vouch with relay). */
   onVouch(listener: (v: Vouch) => void): void {
     this.vouchListeners.push(listener);
   }
