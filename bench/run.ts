@@ -172,6 +172,13 @@ async function main() {
   const c2t1 = await pinned(p2c1t, 'serve-2cpu-1t', '0,1', 1);
   const c2t2 = await pinned(p2c2t, 'serve-2cpu-2t', '0,1', 2);
   const n5d = await freePort();
+  // (1h): the bare server again, answering with the headers tokenwarden's 200 carries for this token, so the
+  // cost of a larger answer (written and read by wrk on the same cores) is told apart from tokenwarden's work.
+  const answer = await fetch(`http://127.0.0.1:${defPort}/auth?scope=metrics.read`, { headers: { authorization: valid.replace(/^Authorization: /, '') } });
+  await answer.arrayBuffer();
+  const answerHeaders = Object.fromEntries([...answer.headers].filter(([k]) => !['date', 'connection', 'keep-alive', 'content-length'].includes(k)));
+  const bareHeadersPort = await freePort();
+  const bareH = (await spawnServer(['bench/bare-server.ts', String(bareHeadersPort)], { BENCH_EXPECTED_AUTH: valid.replace(/^Authorization: /, ''), BENCH_ANSWER_HEADERS: JSON.stringify(answerHeaders) })).pid!;
 
   const root = join(dir, 'www');
   mkdirSync(root);
@@ -191,13 +198,14 @@ async function main() {
   const ng5d = await nginxAt('nginx-tokenwarden-serve', n5d, shipped(defPort, n5d));
   const ng6 = await nginxAt('nginx-bare', n6, shipped(barePort, n6));
   const ng7 = await nginxAt('nginx-alone', n7, `server { listen 127.0.0.1:${n7}; location / { root ${root}; } }`);
-  const named: [number, string][] = [[bare, 'bare'], [warm, 'warm'], [cold, 'cold'], [def, 'serve'], [defG, 'serve-garbage'], [c1t1, 'serve-1c1t'], [c2t1, 'serve-2c1t'], [c2t2, 'serve-2c2t'], [ng5, 'nginx5'], [ng5a, 'nginx5a'], [ng5d, 'nginx5d'], [ng6, 'nginx6'], [ng7, 'nginx7']];
+  const named: [number, string][] = [[bare, 'bare'], [bareH, 'bare-headers'], [warm, 'warm'], [cold, 'cold'], [def, 'serve'], [defG, 'serve-garbage'], [c1t1, 'serve-1c1t'], [c2t1, 'serve-2c1t'], [c2t2, 'serve-2c2t'], [ng5, 'nginx5'], [ng5a, 'nginx5a'], [ng5d, 'nginx5d'], [ng6, 'nginx6'], [ng7, 'nginx7']];
   const nameOf = new Map(named);
   /** Every process of the bench, nginx workers included: what else ran while a case was measured. */
   const everyServer = () => named.flatMap(([pid]) => family(pid));
 
   const cases: Case[] = [
     { key: '1', label: 'bare node:http, constant header compare', url: `http://127.0.0.1:${barePort}/auth?scope=metrics.read`, header: valid, expect: 200, servers: () => [bare] },
+    { key: '1h', label: `bare node:http, answering with tokenwarden's ${Object.keys(answerHeaders).length} identity headers`, url: `http://127.0.0.1:${bareHeadersPort}/auth?scope=metrics.read`, header: valid, expect: 200, servers: () => [bareH] },
     { key: '2', label: 'tokenwarden /auth, valid token (cached)', url: `http://127.0.0.1:${warmPort}/auth?scope=metrics.read`, header: valid, expect: 200, servers: () => [warm] },
     { key: '2a', label: 'tokenwarden authListen /auth, valid token (cached)', url: `http://127.0.0.1:${authPort}/auth?scope=metrics.read`, header: valid, expect: 200, servers: () => [warm] },
     { key: '3', label: 'tokenwarden /auth, garbage token', url: `http://127.0.0.1:${warmPort}/auth?scope=metrics.read`, header: garbage, expect: 401, servers: () => [warm] },
@@ -265,7 +273,7 @@ async function main() {
     '2': cached, '2a': cached, '2d': cached, '3': cached, '3a': cached, '3d': cached, '4': '>= 0.4x, p99 <= 3x', '5': '>= 0.9x', '5a': '>= 0.9x', '5d': '>= 0.9x',
   };
   const ratioOf: Record<string, string> = {
-    '2': '1', '2a': '1', '2d': '1', '3': '1', '3a': '1', '3d': '1', '4': '1', '5': '6', '5a': '6', '5d': '6', '6': '7', '8a': '1', '8b': '1', '8c': '8b',
+    '2': '1', '2a': '1', '2d': '1', '3': '1', '3a': '1', '3d': '1', '4': '1', '1h': '1', '5': '6', '5a': '6', '5d': '6', '6': '7', '8a': '1', '8b': '1', '8c': '8b',
   };
   for (const [k, base] of Object.entries(ratioOf)) if (!results.has(base)) delete ratioOf[k];
   const rows = cases.map((c) => {
@@ -335,6 +343,14 @@ async function main() {
   out.write(`\ntokenwarden bench: wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s on 127.0.0.1, median of ${ROUNDS} rounds after ${WARMUP} s of warm-up per case, node ${process.version}, nginx 1 worker\n\n`);
   out.write(table(header, rows));
   out.write('\ntargets (req/s ratio, p99 ratio): see the last column. "a" rows: the same check on the authListen port (a thread of its own)\n');
+  if (results.has('1h')) {
+    const h = med('1h');
+    const against = ['2', '2d', '3d'].filter((k) => results.has(k)).map((k) => {
+      const m = med(k);
+      return `(${k})/(1h) ${(m.rps / h.rps).toFixed(2)}x req/s, ${(m.cpu / h.cpu).toFixed(2)}x CPU`;
+    });
+    if (against.length) out.write(`against a bare server giving the same answer (1h), tokenwarden's own work: ${against.join('; ')}\n`);
+  }
   out.write('"d" rows: `tokenwarden serve` with the default configuration, the built bin, as the README starts it; (8c)/(8b): verify.threads 2 against 1 on the same 2 cores (wrk shares them)\n');
   out.write('server CPU us/req: user+system CPU of the serving processes (nginx master+workers and its upstream for 5-7) per request; unlike req/s it does not move with the load others put on the machine\n');
   out.write('\nverify cost against store size (cold lookups: parse + store hit + scopes, no cache; in-process, one at a time unless said)\n\n');
