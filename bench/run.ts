@@ -143,11 +143,12 @@ async function main() {
   const tokensFile = join(dir, 'tokens.txt');
   writeFileSync(tokensFile, `${tokens.join('\n')}\n`, { mode: 0o600 });
   const valid = `Authorization: Bearer ${tokens[0]}`;
+  const validValue = valid.replace(/^Authorization: /, '');
   // Token-shaped, wrong checksum: the most work a garbage token can cause before it is refused.
   const garbage = `Authorization: Bearer ${tokens[1]!.slice(0, -6)}AAAAAA`;
 
   const [barePort, warmPort, authPort, coldPort, n5, n5a, n6, n7] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const bare = (await spawnServer(['bench/bare-server.ts', String(barePort)], { BENCH_EXPECTED_AUTH: valid.replace(/^Authorization: /, '') })).pid!;
+  const bare = (await spawnServer(['bench/bare-server.ts', String(barePort)], { BENCH_EXPECTED_AUTH: validValue })).pid!;
   // The warm server also runs the authListen thread: /auth on a port of its own, in a thread of its own.
   const warm = (await spawnServer(['bench/tw-server.ts', String(warmPort), db, '10s', '100000', String(authPort)])).pid!;
 
@@ -174,11 +175,11 @@ async function main() {
   const n5d = await freePort();
   // (1h): the bare server again, answering with the headers tokenwarden's 200 carries for this token, so the
   // cost of a larger answer (written and read by wrk on the same cores) is told apart from tokenwarden's work.
-  const answer = await fetch(`http://127.0.0.1:${defPort}/auth?scope=metrics.read`, { headers: { authorization: valid.replace(/^Authorization: /, '') } });
+  const answer = await fetch(`http://127.0.0.1:${defPort}/auth?scope=metrics.read`, { headers: { authorization: validValue } });
   await answer.arrayBuffer();
   const answerHeaders = Object.fromEntries([...answer.headers].filter(([k]) => !['date', 'connection', 'keep-alive', 'content-length'].includes(k)));
   const bareHeadersPort = await freePort();
-  const bareH = (await spawnServer(['bench/bare-server.ts', String(bareHeadersPort)], { BENCH_EXPECTED_AUTH: valid.replace(/^Authorization: /, ''), BENCH_ANSWER_HEADERS: JSON.stringify(answerHeaders) })).pid!;
+  const bareH = (await spawnServer(['bench/bare-server.ts', String(bareHeadersPort)], { BENCH_EXPECTED_AUTH: validValue, BENCH_ANSWER_HEADERS: JSON.stringify(answerHeaders) })).pid!;
 
   const root = join(dir, 'www');
   mkdirSync(root);

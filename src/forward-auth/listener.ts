@@ -26,7 +26,7 @@ type Deps = {
    * so the limit is the process's; and as the limit is shared, so are the tokens found valid
    * (vouch), which the limit spares on every thread.
    */
-  verifier?: Pick<Verifier, 'vouch' | 'onVouch' | 'limiter'>;
+  verifier: Pick<Verifier, 'vouch' | 'onVouch' | 'limiter'>;
 };
 
 /** One thread of a listener: its settings, its counts, and its restart state. */
@@ -58,8 +58,8 @@ export class ForwardAuthListener {
     threads: number,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    private readonly verifier: Deps['verifier'],
     private readonly lastUse?: Deps['lastUse'],
-    private readonly verifier?: Deps['verifier'],
   ) {
     this.slots = Array.from({ length: threads }, () => {
       const results = new SharedArrayBuffer(8 * VERIFY_RESULTS.length);
@@ -102,7 +102,7 @@ export class ForwardAuthListener {
       {
         ...where,
         storeUrl: config.store.url,
-        verifier: { ...verifierOptions(config), failureTable: deps.verifier?.limiter.table },
+        verifier: { ...verifierOptions(config), failureTable: deps.verifier.limiter.table },
         forwardAuth: forwardAuthOptions(config),
         tls: config.tls,
         keepAliveTimeoutMs: keepAliveTimeoutOf(config),
@@ -111,10 +111,10 @@ export class ForwardAuthListener {
       threads,
       deps.logger,
       deps.metrics,
-      deps.lastUse,
       deps.verifier,
+      deps.lastUse,
     );
-    deps.verifier?.onVouch((vouch) => listener.post({ type: 'vouch', vouch }));
+    deps.verifier.onVouch((vouch) => listener.post({ type: 'vouch', vouch }));
     deps.metrics.addVerificationCounts(() => listener.takeCounts());
     deps.metrics.authListenerRestarts.inc(0);
     try {
@@ -201,8 +201,7 @@ export class ForwardAuthListener {
         else if (m.type === 'last-use') this.lastUse?.absorb(m.batch);
         else if (m.type === 'vouched') {
           // Through the main verifier to every listener's threads (this one's included, which is how its other threads hear).
-          if (this.verifier) this.verifier.vouch(m.vouch, { relay: true });
-          else for (const other of this.slots) if (other !== slot) other.worker?.postMessage({ type: 'vouch', vouch: m.vouch } satisfies ToAuthWorker);
+          this.verifier.vouch(m.vouch, { relay: true });
         }
         else if (m.type === 'listening') {
           listening = true;

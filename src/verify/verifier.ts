@@ -282,9 +282,7 @@ export class Verifier {
     this.positive.set(id, entry);
     const known = this.vouched.get(id);
     if (known?.hash === entry.hash && known.checksum === entry.checksum) return;
-    const vouch: Vouch = { id, checksum: entry.checksum, hash: entry.hash };
-    this.vouch(vouch);
-    for (const listener of this.vouchListeners) listener(vouch);
+    this.vouch({ id, checksum: entry.checksum, hash: entry.hash }, { relay: true });
   }
 
   /**
